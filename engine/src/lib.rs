@@ -1,0 +1,7 @@
+//! berth-engine: images, containers, volumes, networks and builds.
+//!
+//! The engine knows nothing about the command line (that is `cli/`), and
+//! everything about where state lives on disk (see [`paths::Roots`]).
+
+pub mod fsutil;
+pub mod paths;

@@ -1,0 +1,1 @@
+fn main() { eprintln!("berth-fixtures: not written yet"); std::process::exit(1) }

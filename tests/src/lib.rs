@@ -1,0 +1,200 @@
+//! Shared helpers for berth's end-to-end tests: where the built binaries and
+//! the fixture images are, and isolated temporary roots so tests run in
+//! parallel without seeing each other (or a developer's /var/lib/berth).
+//!
+//! The tests drive the real binaries as root. Build them first
+//! (`cargo build --workspace`); the README's test command does that.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Panic with a clear message unless running as root: these tests exercise
+/// namespaces, mounts and cgroups for real and cannot be faked.
+pub fn require_root() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("this end-to-end test needs root (namespaces, mounts, cgroups): run the suite with sudo");
+    }
+}
+
+/// The directory holding the built binaries: `BERTH_BIN_DIR`, or the cargo
+/// target directory this test binary was built in (`target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BERTH_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test-binary>
+    let deps = exe.parent().expect("test binary has a directory");
+    let profile_dir = if deps.ends_with("deps") {
+        deps.parent().expect("deps has a parent")
+    } else {
+        deps
+    };
+    profile_dir.to_path_buf()
+}
+
+/// The path of a built binary (`berth`, `berth-runtime`, ...), checked to exist.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// Where the fixture images are cached: `BERTH_FIXTURES`, else
+/// /var/cache/berth-fixtures (built by rootfs-fixtures/build.sh).
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("BERTH_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/berth-fixtures"))
+}
+
+/// A fixture file or directory, checked to exist with a hint on how to build it.
+pub fn fixture(relative: &str) -> PathBuf {
+    let path = fixtures_dir().join(relative);
+    assert!(
+        path.exists(),
+        "fixture {} is missing: run rootfs-fixtures/build.sh first",
+        path.display()
+    );
+    path
+}
+
+/// An isolated berth installation: its own `--root` and `--state` in a
+/// temporary directory, removed (with anything mounted below it) on drop.
+pub struct TestRoot {
+    dir: tempfile::TempDir,
+}
+
+impl TestRoot {
+    pub fn new() -> TestRoot {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test-")
+            .tempdir_in(std::env::temp_dir())
+            .expect("create temporary root");
+        std::fs::create_dir_all(dir.path().join("root")).unwrap();
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        TestRoot { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// A `berth` command bound to this root (BERTH_ROOT/BERTH_STATE set).
+    pub fn berth<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(bin("berth"));
+        cmd.env("BERTH_ROOT", self.root())
+            .env("BERTH_STATE", self.state())
+            .args(args);
+        cmd
+    }
+
+    /// Run `berth ARGS`, returning its output whatever the status.
+    pub fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.berth(args).output().expect("spawn berth")
+    }
+
+    /// Run `berth ARGS` and return stdout, panicking with stderr on failure.
+    pub fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "berth {:?} failed with {}:\nstdout: {}\nstderr: {}",
+            args,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+}
+
+impl Default for TestRoot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestRoot {
+    fn drop(&mut self) {
+        unmount_everything_below(self.dir.path());
+    }
+}
+
+/// Lazily unmount every mount point at or below `dir` (deepest first), so a
+/// failed test never leaves a mount behind that would stop the removal.
+pub fn unmount_everything_below(dir: &Path) {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mount_path(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
+fn unescape_mount_path(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
+        match (bytes[i], octal) {
+            (b'\\', Some(code)) => {
+                out.push(code);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Text of a command's stdout and stderr, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
