@@ -4,4 +4,5 @@
 //! One module per kernel concept; each opens with a comment naming the
 //! mechanism and the syscalls it uses.
 
+pub mod beneath;
 pub mod cgroups;
