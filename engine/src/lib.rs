@@ -3,5 +3,6 @@
 //! The engine knows nothing about the command line (that is `cli/`), and
 //! everything about where state lives on disk (see [`paths::Roots`]).
 
+pub mod container;
 pub mod fsutil;
 pub mod paths;
