@@ -121,7 +121,10 @@ mod tests {
         let first = FileLock::exclusive(&path).unwrap();
         let other = File::open(&path).unwrap();
         let try_second = flock(other.as_fd(), FlockOperation::NonBlockingLockExclusive);
-        assert!(try_second.is_err(), "second exclusive lock must not be granted");
+        assert!(
+            try_second.is_err(),
+            "second exclusive lock must not be granted"
+        );
         drop(first);
         flock(other.as_fd(), FlockOperation::NonBlockingLockExclusive).unwrap();
     }
