@@ -5,6 +5,8 @@
 //! fails). Each group of commands lives in its own module under `commands/`.
 
 mod commands;
+mod format;
+mod template;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -2,6 +2,18 @@
 //! is flattened into [`Command`], and a `run` function returning the process
 //! exit status.
 
+pub mod attach_client;
+pub mod containers;
+pub mod exec;
+pub mod images;
+pub mod images_bridge;
+pub mod inspect;
+pub mod logs;
+pub mod ps;
+pub mod pty_relay;
+pub mod run_flags;
+pub mod top;
+
 use berth_engine::paths::Roots;
 use clap::Subcommand;
 
@@ -11,12 +23,35 @@ pub struct Context {
     pub roots: Roots,
 }
 
+/// Every `berth` command. (Parsed once per process; the size difference
+/// between variants does not matter.)
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+#[allow(clippy::large_enum_variant)]
+pub enum Command {
+    #[command(flatten)]
+    Image(images::ImageCommand),
+    #[command(flatten)]
+    Container(containers::ContainerCommand),
+    /// Return low-level information on containers and images.
+    #[command(after_help = "Examples:\n  berth inspect web\n  berth inspect -f '{{.State.ExitCode}}' job")]
+    Inspect(inspect::InspectArgs),
+    /// Execute a command in a running container.
+    #[command(after_help = "Examples:\n  berth exec web ls /\n  berth exec -it web sh")]
+    Exec(exec::ExecArgs),
+    /// Display the running processes of a container.
+    #[command(after_help = "Example:\n  berth top web")]
+    Top(top::TopArgs),
+}
 
 /// Run one command; `Ok(n)` is the exit status to return.
-pub fn run(command: Command, _ctx: &Context) -> anyhow::Result<u8> {
-    match command {}
+pub fn run(command: Command, ctx: &Context) -> anyhow::Result<u8> {
+    match command {
+        Command::Image(command) => images::run(command, ctx),
+        Command::Container(command) => containers::run(command, ctx),
+        Command::Inspect(args) => inspect::run(args, ctx),
+        Command::Exec(args) => exec::run(args, ctx),
+        Command::Top(args) => top::run(args, ctx),
+    }
 }
 
 /// The exit status for an error that reached the top: a command may attach an

@@ -14,8 +14,16 @@
 //!                                  name reservation atomic without a global lock
 //! ```
 
+pub mod attach;
+pub mod bundle;
+pub mod lifecycle;
+pub mod logs;
+pub mod monitor;
 pub mod names;
+pub mod overlay;
+pub mod procinfo;
 pub mod record;
+pub mod runtime_bridge;
 pub mod spec;
 
 use std::fs;
@@ -317,6 +325,16 @@ pub fn users_of_image(roots: &Roots, image_id: &str) -> io::Result<Vec<String>> 
     }
     users.sort();
     Ok(users)
+}
+
+/// The unpacked layer directories of image `image_id`, lowest first, to be
+/// stacked as the overlay's lower layers. (`rmi` never deletes an image a
+/// container uses, so they exist for as long as the container does.)
+pub fn image_layers(roots: &Roots, image_id: &str) -> Result<Vec<PathBuf>, String> {
+    let store = crate::image::ImageStore::open(roots).map_err(|e| e.to_string())?;
+    let digest = crate::image::Digest::parse(image_id).map_err(|e| format!("image id {image_id}: {e}"))?;
+    let image = store.image(&digest).map_err(|e| e.to_string())?;
+    Ok(image.layer_dirs())
 }
 
 #[cfg(test)]

@@ -1,0 +1,54 @@
+//! What the container commands need from the image store: an image's id and
+//! its run defaults (ENTRYPOINT, CMD, ENV, ...).
+
+use berth_engine::container::spec::ImageDefaults;
+use berth_engine::image::{Image, ImageError, ImageStore};
+
+use crate::commands::Context;
+
+/// An image found in the store, as `run`/`create` use it.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    pub id: String,
+    pub defaults: ImageDefaults,
+}
+
+/// Find `reference` in the image store. berth cannot pull implicitly (no
+/// registry is assumed), so a missing image is an error that says what to do.
+pub fn resolve(ctx: &Context, reference: &str) -> anyhow::Result<ResolvedImage> {
+    let store = ImageStore::open(&ctx.roots)?;
+    let image = match store.resolve(reference) {
+        Ok(image) => image,
+        Err(ImageError::NotFound(_)) => anyhow::bail!(
+            "Unable to find image '{reference}' locally: load it with `berth load -i FILE` or pull it with `berth pull {reference}`"
+        ),
+        Err(err) => return Err(err.into()),
+    };
+    Ok(ResolvedImage {
+        id: image.id.to_string(),
+        defaults: defaults_of(&image),
+    })
+}
+
+/// The `config` part of an image config, as the container spec merges it.
+pub fn defaults_of(image: &Image) -> ImageDefaults {
+    let c = &image.config.config;
+    ImageDefaults {
+        env: c.env.clone(),
+        entrypoint: c.entrypoint.clone().unwrap_or_default(),
+        cmd: c.cmd.clone().unwrap_or_default(),
+        working_dir: c.working_dir.clone(),
+        user: c.user.clone(),
+        stop_signal: c.stop_signal.clone(),
+        labels: c.labels.clone(),
+        exposed_ports: c.exposed_ports.keys().cloned().collect(),
+        volumes: c.volumes.keys().cloned().collect(),
+    }
+}
+
+/// `inspect IMAGE` as docker's JSON.
+pub fn inspect_json(ctx: &Context, reference: &str) -> anyhow::Result<serde_json::Value> {
+    let store = ImageStore::open(&ctx.roots)?;
+    let image = store.resolve(reference)?;
+    Ok(berth_engine::image::inspect::docker_inspect(&image))
+}

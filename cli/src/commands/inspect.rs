@@ -1,0 +1,149 @@
+//! `berth inspect`: a container (or an image) as docker's JSON, or through a
+//! `-f` template (`{{.State.ExitCode}}`).
+
+use anyhow::bail;
+use berth_engine::container::overlay::OverlayDirs;
+use berth_engine::container::{lifecycle, ContainerRecord, ContainerStore, RestartPolicy};
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::images_bridge;
+use crate::commands::Context;
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Format the output using a template ('{{.State.Status}}', '{{json .Config}}').
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Only look for this kind of object: container or image.
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    #[arg(required = true, value_name = "NAME|ID")]
+    pub names: Vec<String>,
+}
+
+pub fn run(args: InspectArgs, ctx: &Context) -> anyhow::Result<u8> {
+    let mut objects = Vec::new();
+    let mut failed = false;
+    for name in &args.names {
+        match find(ctx, name, args.kind.as_deref()) {
+            Ok(object) => objects.push(object),
+            Err(err) => {
+                eprintln!("berth: {err:#}");
+                failed = true;
+            }
+        }
+    }
+    match &args.format {
+        Some(template) => {
+            for object in &objects {
+                println!("{}", crate::template::render(template, object)?);
+            }
+        }
+        None => println!("{}", serde_json::to_string_pretty(&Value::Array(objects))?),
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn find(ctx: &Context, name: &str, kind: Option<&str>) -> anyhow::Result<Value> {
+    match kind {
+        None | Some("container") => match lifecycle::find(&ctx.roots, name) {
+            Ok(record) => return Ok(container_json(&record, ctx)),
+            Err(err) if kind.is_some() => return Err(err.into()),
+            Err(_) => {}
+        },
+        Some("image") => {}
+        Some(other) => bail!("invalid --type {other:?}: use container or image"),
+    }
+    images_bridge::inspect_json(ctx, name).map_err(|_| anyhow::anyhow!("No such object: {name}"))
+}
+
+fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true))
+        .unwrap_or_else(|| "0001-01-01T00:00:00Z".to_string())
+}
+
+/// docker's shape of `inspect CONTAINER`.
+pub fn container_json(record: &ContainerRecord, ctx: &Context) -> Value {
+    let store = ContainerStore::open(&ctx.roots).ok();
+    let dir = store.map(|s| s.dir(&record.id)).unwrap_or_default();
+    let overlay = OverlayDirs::new(&dir);
+    let state = &record.state;
+    let config = &record.config;
+    let host = &record.host;
+    let retries = match host.restart_policy {
+        RestartPolicy::OnFailure { max_retries } => max_retries,
+        _ => 0,
+    };
+    let exposed: serde_json::Map<String, Value> = config
+        .exposed_ports
+        .iter()
+        .map(|p| (p.clone(), json!({})))
+        .collect();
+    json!({
+        "Id": record.id,
+        "Created": time(Some(record.created)),
+        "Path": config.path,
+        "Args": config.args,
+        "State": {
+            "Status": state.status.as_str(),
+            "Running": state.status.is_active() && state.status != berth_engine::container::Status::Restarting,
+            "Paused": state.status == berth_engine::container::Status::Paused,
+            "Restarting": state.status == berth_engine::container::Status::Restarting,
+            "OOMKilled": state.oom_killed,
+            "Dead": state.status == berth_engine::container::Status::Dead,
+            "Pid": state.pid.unwrap_or(0),
+            "ExitCode": state.exit_code,
+            "Error": state.error,
+            "StartedAt": time(state.started_at),
+            "FinishedAt": time(state.finished_at),
+        },
+        "Image": record.image_id,
+        "LogPath": dir.join(format!("{}-json.log", record.id)),
+        "Name": format!("/{}", record.name),
+        "RestartCount": state.restart_count,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {
+            "Memory": host.memory,
+            "MemorySwap": host.memory_swap,
+            "NanoCpus": host.nano_cpus,
+            "CpuShares": host.cpu_shares,
+            "PidsLimit": host.pids_limit,
+            "ReadonlyRootfs": host.read_only_rootfs,
+            "Init": host.init,
+            "AutoRemove": host.auto_remove,
+            "NetworkMode": host.network_mode,
+            "RestartPolicy": {"Name": host.restart_policy.name(), "MaximumRetryCount": retries},
+        },
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "UpperDir": overlay.upper,
+                "WorkDir": overlay.work,
+                "MergedDir": overlay.merged,
+            },
+        },
+        "Mounts": [],
+        "Config": {
+            "Hostname": config.hostname,
+            "User": config.user,
+            "AttachStdin": config.attach_stdin,
+            "AttachStdout": config.attach_stdout,
+            "AttachStderr": config.attach_stderr,
+            "Tty": config.tty,
+            "OpenStdin": config.open_stdin,
+            "Env": config.env,
+            "Cmd": config.cmd,
+            "Entrypoint": if config.entrypoint.is_empty() { Value::Null } else { json!(config.entrypoint) },
+            "Image": record.image,
+            "WorkingDir": config.working_dir,
+            "Labels": config.labels,
+            "StopSignal": config.stop_signal,
+            "StopTimeout": config.stop_timeout,
+            "ExposedPorts": exposed,
+        },
+        "NetworkSettings": {},
+    })
+}

@@ -1,0 +1,826 @@
+//! End-to-end tests of the container lifecycle (issue 4): the docker workflow
+//! on berth, driven through the real `berth` binary as root, each test in its
+//! own isolated root with the busybox fixture loaded.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use berth_tests::{describe, fixture, require_root, TestRoot};
+
+/// A test root with busybox:latest loaded; on drop every container is
+/// force-removed (so no process, cgroup or mount outlives a failed test).
+struct Lab {
+    root: TestRoot,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        require_root();
+        let root = TestRoot::new();
+        let archive = fixture("busybox/docker-archive.tar");
+        root.ok(["load", "-i", archive.to_str().unwrap()]);
+        Lab { root }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.root.ok(args)
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.root.run(args)
+    }
+
+    /// `berth run -d ARGS`, returning the id.
+    fn detached(&self, args: &[&str]) -> String {
+        let mut full = vec!["run", "-d"];
+        full.extend_from_slice(args);
+        let id = self.ok(&full).trim().to_string();
+        assert_eq!(id.len(), 64, "run -d prints the full id, got {id:?}");
+        id
+    }
+
+    fn inspect(&self, name: &str, template: &str) -> String {
+        self.ok(&["inspect", "-f", template, name])
+            .trim()
+            .to_string()
+    }
+
+    /// Poll `inspect` until `template` renders `want`, at most `limit`.
+    /// (Used only where no event exists to wait on: restart back-off.)
+    fn eventually(&self, name: &str, template: &str, want: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let got = self.inspect(name, template);
+            if got == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{template} of {name} is {got:?}, wanted {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn cgroup_exists(&self, id: &str) -> bool {
+        ["memory", "pids", "cpu", "unified"]
+            .iter()
+            .any(|h| std::path::Path::new(&format!("/sys/fs/cgroup/{h}/berth/{id}")).exists())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = self.root.run(["ps", "-aq", "--no-trunc"]);
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = self.root.run(["rm", "-f", id]);
+        }
+    }
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn run_streams_output_and_returns_the_exit_status() {
+    let lab = Lab::new();
+    let out = lab.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert_eq!(stdout(&out), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    assert_eq!(lab.ok(&["ps", "-aq"]), "", "--rm removed the container");
+}
+
+#[test]
+fn exit_codes_follow_docker() {
+    let lab = Lab::new();
+    let not_found = lab.run(&["run", "--rm", "busybox", "/no/such/binary"]);
+    assert_eq!(
+        not_found.status.code(),
+        Some(127),
+        "{}",
+        describe(&not_found)
+    );
+    let not_executable = lab.run(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(
+        not_executable.status.code(),
+        Some(126),
+        "{}",
+        describe(&not_executable)
+    );
+    let no_image = lab.run(&["run", "--rm", "no-such-image"]);
+    assert_eq!(no_image.status.code(), Some(125), "{}", describe(&no_image));
+    assert!(String::from_utf8_lossy(&no_image.stderr).contains("no-such-image"));
+    let bad_flag = lab.run(&["run", "--no-such-flag", "busybox"]);
+    assert_eq!(bad_flag.status.code(), Some(125));
+    // A PID 1 cannot kill itself (the kernel shields a namespace's init
+    // from its own namespace's signals), so the signal comes from outside.
+    let attached = lab
+        .root
+        .berth([
+            "run",
+            "--rm",
+            "--name",
+            "victim",
+            "busybox",
+            "sh",
+            "-c",
+            "echo up; sleep 1000",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut attached = attached;
+    let mut up = String::new();
+    BufReader::new(attached.stdout.as_mut().unwrap())
+        .read_line(&mut up)
+        .unwrap();
+    lab.ok(&["kill", "victim"]);
+    assert_eq!(attached.wait().unwrap().code(), Some(137), "128 + SIGKILL");
+    assert_eq!(lab.ok(&["ps", "-aq"]), "", "failed --rm runs leave nothing");
+}
+
+#[test]
+fn detached_container_shows_up_and_stops_gracefully() {
+    let lab = Lab::new();
+    // A PID 1 that handles SIGTERM exits at once with its own status.
+    let id = lab.detached(&[
+        "--name",
+        "trapper",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+    ]);
+    let ps = lab.ok(&["ps"]);
+    assert!(ps.starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    assert!(
+        ps.contains(&id[..12]) && ps.contains("Up ") && ps.contains("trapper"),
+        "{ps}"
+    );
+    let started = Instant::now();
+    assert_eq!(lab.ok(&["stop", "-t", "30", "trapper"]).trim(), "trapper");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stop did not wait for the timeout"
+    );
+    let ps = lab.ok(&["ps", "-a", "--format", "{{.Status}}"]);
+    assert!(ps.starts_with("Exited (0) "), "{ps}");
+    assert_eq!(lab.ok(&["ps", "-q"]), "", "no longer running");
+    assert!(!lab.cgroup_exists(&id), "cgroup removed after stop");
+}
+
+#[test]
+fn a_pid1_without_sigterm_handler_is_killed_after_the_timeout() {
+    let lab = Lab::new();
+    lab.detached(&["--name", "stubborn", "busybox", "sleep", "1000"]);
+    let started = Instant::now();
+    lab.ok(&["stop", "-t", "1", "stubborn"]);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "stop waited the timeout"
+    );
+    assert_eq!(lab.inspect("stubborn", "{{.State.ExitCode}}"), "137");
+    assert!(lab.ok(&["ps", "-a"]).contains("Exited (137)"));
+}
+
+#[test]
+fn init_forwards_sigterm_so_stop_is_immediate() {
+    let lab = Lab::new();
+    lab.detached(&["--init", "--name", "inited", "busybox", "sleep", "1000"]);
+    let started = Instant::now();
+    lab.ok(&["stop", "-t", "30", "inited"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "berth-init forwarded SIGTERM"
+    );
+    assert_eq!(
+        lab.inspect("inited", "{{.State.ExitCode}}"),
+        "143",
+        "sleep died of SIGTERM"
+    );
+    let out = lab.run(&["run", "--rm", "--init", "busybox", "sh", "-c", "echo $$"]);
+    assert_eq!(
+        stdout(&out).trim(),
+        "2",
+        "the command runs under berth-init as PID 2"
+    );
+}
+
+#[test]
+fn stop_signal_and_stop_timeout_flags_are_used() {
+    let lab = Lab::new();
+    lab.detached(&[
+        "--name",
+        "quitter",
+        "--stop-signal",
+        "SIGUSR1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 7' USR1; trap '' TERM; while true; do sleep 0.1; done",
+    ]);
+    lab.ok(&["stop", "quitter"]);
+    assert_eq!(lab.inspect("quitter", "{{.State.ExitCode}}"), "7");
+}
+
+#[test]
+fn logs_follow_until_the_container_exits() {
+    let lab = Lab::new();
+    lab.detached(&[
+        "--name",
+        "talker",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo two >&2; echo three",
+    ]);
+    let mut follower = lab
+        .root
+        .berth(["logs", "-f", "talker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "one");
+    lab.ok(&["exec", "talker", "touch", "/tmp/go"]);
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        "three",
+        "output written after logs -f started"
+    );
+    let status = follower.wait().unwrap();
+    assert!(status.success(), "logs -f ends when the container exits");
+    let mut err = String::new();
+    follower
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(err, "two\n", "stderr records go to stderr");
+    // stdout and stderr are separate pipes, so their relative order in the
+    // log is not defined; the last two records are these two, in some order.
+    let tail = lab.run(&["logs", "--tail", "2", "talker"]);
+    assert_eq!(stdout(&tail), "three\n");
+    assert_eq!(String::from_utf8_lossy(&tail.stderr), "two\n");
+    let one = lab.ok(&["logs", "--tail", "1", "talker"]);
+    assert!(one.is_empty() || one == "three\n", "{one:?}");
+    let stamped = lab.ok(&["logs", "-t", "talker"]);
+    assert!(
+        stamped
+            .lines()
+            .all(|l| l.len() > 30 && l.as_bytes()[4] == b'-'),
+        "{stamped}"
+    );
+}
+
+#[test]
+fn exec_enters_the_running_container() {
+    let lab = Lab::new();
+    lab.detached(&[
+        "--name",
+        "box",
+        "-e",
+        "FROM_RUN=1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /tmp/made; exec sleep 1000",
+    ]);
+    lab.eventually(
+        "box",
+        "{{.State.Status}}",
+        "running",
+        Duration::from_secs(5),
+    );
+    let ps = lab.ok(&["exec", "box", "ps", "-o", "pid,comm"]);
+    assert!(
+        ps.contains("1 sleep"),
+        "exec sees the container's pid namespace: {ps}"
+    );
+    assert_eq!(
+        lab.ok(&["exec", "box", "cat", "/tmp/made"]),
+        "hi\n",
+        "and its filesystem"
+    );
+    let env = lab.ok(&["exec", "-e", "EXTRA=2", "box", "env"]);
+    assert!(
+        env.contains("FROM_RUN=1") && env.contains("EXTRA=2"),
+        "{env}"
+    );
+    assert_eq!(
+        lab.ok(&["exec", "-u", "nobody", "box", "id", "-u"]).trim(),
+        "65534"
+    );
+    assert_eq!(lab.ok(&["exec", "-w", "/tmp", "box", "pwd"]).trim(), "/tmp");
+    let failing = lab.run(&["exec", "box", "sh", "-c", "exit 4"]);
+    assert_eq!(failing.status.code(), Some(4));
+    let missing = lab.run(&["exec", "box", "nosuch"]);
+    assert_eq!(missing.status.code(), Some(127), "{}", describe(&missing));
+}
+
+#[test]
+fn start_after_stop_keeps_what_the_container_wrote() {
+    let lab = Lab::new();
+    let out = lab.run(&[
+        "run",
+        "--name",
+        "keeper",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run >> /log; cat /log",
+    ]);
+    assert_eq!(stdout(&out), "run\n");
+    assert_eq!(lab.ok(&["start", "-a", "keeper"]), "run\nrun\n");
+}
+
+#[test]
+fn rm_force_of_a_running_container_leaves_nothing() {
+    let lab = Lab::new();
+    let id = lab.detached(&[
+        "--name",
+        "doomed",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1000 & sleep 1000",
+    ]);
+    let refused = lab.run(&["rm", "doomed"]);
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot remove a running container"));
+    let pid = lab.inspect("doomed", "{{.State.Pid}}");
+    lab.ok(&["rm", "-f", "doomed"]);
+    assert_eq!(lab.ok(&["ps", "-aq"]), "");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "PID 1 gone"
+    );
+    assert!(!lab.cgroup_exists(&id), "cgroup gone");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&id), "no mount of the container remains");
+    lab.detached(&["--name", "doomed", "busybox", "true"]); // the name is free again
+}
+
+#[test]
+fn names_are_unique_and_prefixes_must_be_unambiguous() {
+    let lab = Lab::new();
+    lab.ok(&["create", "--name", "taken", "busybox", "true"]);
+    let dup = lab.run(&["create", "--name", "taken", "busybox", "true"]);
+    assert_eq!(dup.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("is already in use"));
+    let generated = lab.ok(&["create", "busybox", "true"]);
+    let name = lab.inspect(generated.trim(), "{{.Name}}");
+    assert!(name.starts_with('/') && name.contains('_'), "{name}");
+    let missing = lab.run(&["start", "nope"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("No such container: nope"));
+    lab.ok(&["rename", "taken", "renamed"]);
+    assert_eq!(lab.inspect("renamed", "{{.Name}}"), "/renamed");
+}
+
+#[test]
+fn ps_filters_formats_and_limits() {
+    let lab = Lab::new();
+    lab.ok(&[
+        "run",
+        "--name",
+        "done",
+        "-l",
+        "tier=batch",
+        "busybox",
+        "true",
+    ]);
+    lab.detached(&[
+        "--name", "live", "-l", "tier=web", "busybox", "sleep", "1000",
+    ]);
+    assert_eq!(lab.ok(&["ps", "--format", "{{.Names}}"]), "live\n");
+    assert_eq!(
+        lab.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "status=exited",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "done\n"
+    );
+    assert_eq!(
+        lab.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=tier=web",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "live\n"
+    );
+    assert_eq!(
+        lab.ok(&["ps", "-a", "--filter", "ancestor=busybox", "-q"])
+            .lines()
+            .count(),
+        2
+    );
+    assert_eq!(
+        lab.ok(&["ps", "-n", "1", "--format", "{{.Names}}"]),
+        "live\n",
+        "latest created"
+    );
+    let json_line = lab.ok(&["ps", "--format", "json"]);
+    let parsed: serde_json::Value = serde_json::from_str(json_line.trim()).unwrap();
+    assert_eq!(parsed["Names"], "live");
+    assert_eq!(parsed["State"], "running");
+    let full = lab.ok(&["ps", "--no-trunc", "-q"]);
+    assert_eq!(full.trim().len(), 64);
+    assert!(lab.ok(&["ps"]).contains("\"sleep 1000\""));
+    let bad = lab.run(&["ps", "--filter", "color=red"]);
+    assert_eq!(bad.status.code(), Some(125));
+}
+
+#[test]
+fn wait_kill_and_prune() {
+    let lab = Lab::new();
+    lab.detached(&[
+        "--name",
+        "waiter",
+        "busybox",
+        "sh",
+        "-c",
+        "while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 9",
+    ]);
+    let mut waiter = lab
+        .root
+        .berth(["wait", "waiter"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    lab.ok(&["exec", "waiter", "touch", "/tmp/go"]);
+    let mut out = String::new();
+    waiter
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(waiter.wait().unwrap().success());
+    assert_eq!(out, "9\n");
+
+    lab.detached(&[
+        "--name",
+        "killme",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 5' HUP; while true; do sleep 0.1; done",
+    ]);
+    lab.ok(&["kill", "-s", "HUP", "killme"]);
+    assert_eq!(lab.ok(&["wait", "killme"]), "5\n");
+    let not_running = lab.run(&["kill", "killme"]);
+    assert_ne!(
+        not_running.status.code(),
+        Some(0),
+        "kill of a stopped container fails"
+    );
+
+    lab.detached(&["--name", "alive", "busybox", "sleep", "1000"]);
+    let pruned = lab.ok(&["container", "prune", "-f"]);
+    assert!(pruned.starts_with("Deleted Containers:"), "{pruned}");
+    assert_eq!(lab.ok(&["ps", "-a", "--format", "{{.Names}}"]), "alive\n");
+}
+
+#[test]
+fn run_flags_reach_the_container() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("env");
+    std::fs::write(&env_file, "# settings\nFROM_FILE=yes\n").unwrap();
+    let out = lab.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "-w",
+        "/work/dir",
+        "-u",
+        "nobody",
+        "--hostname",
+        "boxhost",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $FROM_FILE; pwd; id -u; hostname",
+    ]);
+    assert_eq!(out, "1 yes\n/work/dir\n65534\nboxhost\n");
+    let entry = lab.ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "echo",
+        "busybox",
+        "from",
+        "entrypoint",
+    ]);
+    assert_eq!(entry, "from entrypoint\n");
+    let read_only = lab.run(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert_ne!(
+        read_only.status.code(),
+        Some(0),
+        "--read-only refuses writes"
+    );
+    let cidfile = dir.path().join("cid");
+    lab.ok(&[
+        "run",
+        "--rm",
+        "--cidfile",
+        cidfile.to_str().unwrap(),
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(std::fs::read_to_string(&cidfile).unwrap().len(), 64);
+}
+
+#[test]
+fn resource_flags_become_cgroup_limits() {
+    let lab = Lab::new();
+    let id = lab.detached(&[
+        "-m",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let read = |path: String| std::fs::read_to_string(path).unwrap().trim().to_string();
+    assert_eq!(
+        read(format!(
+            "/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes"
+        )),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(
+        read(format!("/sys/fs/cgroup/pids/berth/{id}/pids.max")),
+        "50"
+    );
+    assert_eq!(
+        read(format!("/sys/fs/cgroup/cpu/berth/{id}/cpu.cfs_quota_us")),
+        "50000"
+    );
+    let too_small = lab.run(&["run", "--rm", "-m", "1m", "busybox", "true"]);
+    assert_eq!(too_small.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&too_small.stderr).contains("Minimum memory limit"));
+}
+
+#[test]
+fn restart_policies_follow_docker() {
+    let lab = Lab::new();
+    lab.detached(&[
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    lab.eventually(
+        "flaky",
+        "{{.State.Status}} {{.RestartCount}}",
+        "exited 2",
+        Duration::from_secs(20),
+    );
+    lab.detached(&[
+        "--name",
+        "forever",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 0",
+    ]);
+    lab.eventually("forever", "{{.RestartCount}}", "1", Duration::from_secs(20));
+    lab.ok(&["stop", "forever"]);
+    assert_eq!(
+        lab.inspect("forever", "{{.State.Status}}"),
+        "exited",
+        "a stopped container stays stopped"
+    );
+    let conflict = lab.run(&["run", "--rm", "--restart", "always", "busybox", "true"]);
+    assert_eq!(conflict.status.code(), Some(125));
+}
+
+#[test]
+fn interactive_tty_shell_through_a_pty() {
+    let lab = Lab::new();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = lab
+        .root
+        .berth(["run", "-it", "--rm", "busybox", "sh"])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    master.write_all(b"echo $((6*7))\r").unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("42") {
+        let n = master.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "the shell answered: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    master.write_all(b"exit 5\r").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(5),
+        "the shell's exit status: {}",
+        String::from_utf8_lossy(&seen)
+    );
+}
+
+#[test]
+fn a_sigkilled_cli_during_run_leaves_a_consistent_store() {
+    let lab = Lab::new();
+    for delay_ms in [0u64, 2, 5, 10, 20, 40] {
+        let mut child = lab
+            .root
+            .berth(["run", "-d", "busybox", "sleep", "1000"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let ps = lab.run(&["ps", "-a", "--format", "{{.ID}} {{.State}}"]);
+    assert!(ps.status.success(), "{}", describe(&ps));
+    for line in stdout(&ps).lines() {
+        let state = line.split_whitespace().nth(1).unwrap();
+        assert!(["created", "running", "exited"].contains(&state), "{line}");
+    }
+    let id = lab.detached(&["busybox", "true"]);
+    assert_eq!(lab.ok(&["wait", &id]), "0\n", "a new run still works");
+}
+
+#[test]
+fn concurrent_runs_and_removals_keep_the_store_consistent() {
+    let lab = Lab::new();
+    let spawn_all = |args: Vec<Vec<String>>| -> Vec<std::process::Output> {
+        let children: Vec<_> = args
+            .into_iter()
+            .map(|a| {
+                lab.root
+                    .berth(a)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect()
+    };
+    let runs = spawn_all(
+        (0..20)
+            .map(|_| {
+                vec![
+                    "run".into(),
+                    "-d".into(),
+                    "busybox".into(),
+                    "sleep".into(),
+                    "1000".into(),
+                ]
+            })
+            .collect(),
+    );
+    let mut ids = Vec::new();
+    for out in &runs {
+        assert!(out.status.success(), "{}", describe(out));
+        ids.push(stdout(out).trim().to_string());
+    }
+    let names = lab.ok(&["ps", "--format", "{{.Names}}"]);
+    let mut unique: Vec<&str> = names.lines().collect();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        20,
+        "20 running containers with unique names: {names}"
+    );
+    let removals = spawn_all(
+        ids.iter()
+            .map(|id| vec!["rm".into(), "-f".into(), id.clone()])
+            .collect(),
+    );
+    for out in &removals {
+        assert!(out.status.success(), "{}", describe(out));
+    }
+    assert_eq!(lab.ok(&["ps", "-aq"]), "");
+    for id in &ids {
+        assert!(!lab.cgroup_exists(id), "cgroup of {id} removed");
+    }
+}
+
+#[test]
+fn sig_proxy_forwards_signals_to_an_attached_container() {
+    let lab = Lab::new();
+    let child = lab
+        .root
+        .berth([
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut child = child;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "got-term");
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+}
+
+#[test]
+fn inspect_shows_dockers_shape() {
+    let lab = Lab::new();
+    lab.ok(&[
+        "create", "--name", "shape", "-l", "a=b", "busybox", "echo", "x",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", "shape"])).unwrap();
+    let c = &json[0];
+    assert_eq!(c["Id"].as_str().unwrap().len(), 64);
+    assert_eq!(c["Name"], "/shape");
+    assert_eq!(c["Path"], "echo");
+    assert_eq!(c["Args"][0], "x");
+    assert_eq!(c["State"]["Status"], "created");
+    assert_eq!(c["Config"]["Labels"]["a"], "b");
+    assert!(c["Image"].as_str().unwrap().starts_with("sha256:"));
+    let missing = lab.run(&["inspect", "nothing-here"]);
+    assert_ne!(missing.status.code(), Some(0));
+}
+
+#[test]
+fn top_lists_only_the_containers_processes() {
+    let lab = Lab::new();
+    lab.detached(&[
+        "--name",
+        "busy",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1001 & sleep 1002",
+    ]);
+    lab.eventually(
+        "busy",
+        "{{.State.Status}}",
+        "running",
+        Duration::from_secs(5),
+    );
+    let top = lab.ok(&["top", "busy"]);
+    assert!(top.starts_with("UID"), "{top}");
+    assert!(
+        top.contains("sleep 1001") && top.contains("sleep 1002"),
+        "{top}"
+    );
+    assert!(
+        !top.contains("berth top"),
+        "host processes are not listed: {top}"
+    );
+}
