@@ -824,3 +824,189 @@ fn top_lists_only_the_containers_processes() {
         "host processes are not listed: {top}"
     );
 }
+
+#[test]
+fn a_killed_monitor_is_detected_and_stop_still_cleans_up() {
+    let lab = Lab::new();
+    let id = lab.detached(&["--name", "orphan", "busybox", "sleep", "1000"]);
+    let monitor: i32 = lab
+        .inspect("orphan", "{{.State.MonitorPid}}")
+        .parse()
+        .unwrap();
+    assert!(monitor > 0, "a live monitor is reported");
+    let init = lab.inspect("orphan", "{{.State.Pid}}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let pidfd_wait = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{monitor}/stat")).exists()
+        && std::fs::read_to_string(format!("/proc/{monitor}/stat"))
+            .is_ok_and(|s| !s.contains(") Z "))
+    {
+        assert!(
+            pidfd_wait.elapsed() < Duration::from_secs(5),
+            "monitor did not die"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        lab.inspect("orphan", "{{.State.MonitorPid}}"),
+        "0",
+        "the dead monitor is noticed"
+    );
+    assert_eq!(
+        lab.inspect("orphan", "{{.State.Status}}"),
+        "running",
+        "PID 1 still runs, shown as it is"
+    );
+    lab.ok(&["stop", "-t", "1", "orphan"]);
+    assert_eq!(lab.inspect("orphan", "{{.State.Status}}"), "exited");
+    // Its parent (the monitor) is dead, so whoever adopted it reaps it: it may
+    // linger as a zombie for a moment, but it no longer runs.
+    let state = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap_or_default();
+    assert!(state.is_empty() || state.contains(") Z "), "PID 1 no longer runs: {state}");
+    assert!(!lab.cgroup_exists(&id), "cgroup is gone");
+    lab.ok(&["start", "orphan"]);
+    assert_eq!(
+        lab.inspect("orphan", "{{.State.Status}}"),
+        "running",
+        "it can be started again"
+    );
+}
+
+#[test]
+fn attach_relays_input_and_output_of_a_running_container() {
+    let lab = Lab::new();
+    lab.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "listener",
+        "busybox",
+        "sh",
+        "-c",
+        "read line; echo got $line; exit 2",
+    ]);
+    let mut attached = lab
+        .root
+        .berth(["attach", "listener"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    attached
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"hello\n")
+        .unwrap();
+    let out = attached.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got hello\n");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "attach returns the container's exit status"
+    );
+}
+
+#[test]
+fn start_interactive_feeds_stdin_and_restart_runs_again() {
+    let lab = Lab::new();
+    lab.ok(&["create", "-i", "--name", "catter", "busybox", "cat"]);
+    let mut started = lab
+        .root
+        .berth(["start", "-a", "-i", "catter"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    started
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through stdin\n")
+        .unwrap();
+    let out = started.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "through stdin\n",
+        "stdin closed -> cat exits"
+    );
+    assert!(out.status.success());
+
+    lab.detached(&[
+        "--name",
+        "again",
+        "busybox",
+        "sh",
+        "-c",
+        "echo start >> /log; exec sleep 1000",
+    ]);
+    lab.ok(&["restart", "-t", "1", "again"]);
+    assert_eq!(lab.ok(&["exec", "again", "cat", "/log"]), "start\nstart\n");
+    assert_eq!(lab.inspect("again", "{{.State.Status}}"), "running");
+}
+
+#[test]
+fn attach_flag_selects_streams() {
+    let lab = Lab::new();
+    let out = lab.run(&[
+        "run",
+        "--rm",
+        "-a",
+        "stdout",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
+    assert_eq!(stdout(&out), "out\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "stderr was not attached"
+    );
+    let conflict = lab.run(&["run", "-d", "-a", "stdout", "busybox", "true"]);
+    assert_eq!(conflict.status.code(), Some(125));
+}
+
+#[test]
+fn the_debian_fixture_runs_with_its_user_workdir_and_entrypoint() {
+    let lab = Lab::new();
+    let archive = fixture("debian/docker-archive.tar");
+    lab.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let out = lab.ok(&[
+        "run",
+        "--rm",
+        "debian:bookworm",
+        "sh",
+        "-c",
+        "id -un; pwd; echo $LANG $HOME",
+    ]);
+    assert_eq!(out, "app\n/srv/app\nC.UTF-8 /home/app\n");
+    let root = lab.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "root",
+        "debian:bookworm",
+        "sh",
+        "-c",
+        "apt-get --version | head -1",
+    ]);
+    assert!(root.starts_with("apt "), "{root}");
+    // The image's STOPSIGNAL is SIGINT: a shell trapping INT stops at once.
+    lab.detached(&[
+        "--name",
+        "deb",
+        "debian:bookworm",
+        "sh",
+        "-c",
+        "trap 'exit 4' INT; while true; do sleep 0.1; done",
+    ]);
+    lab.ok(&["stop", "-t", "30", "deb"]);
+    assert_eq!(lab.inspect("deb", "{{.State.ExitCode}}"), "4");
+}

@@ -94,6 +94,8 @@ pub fn container_json(record: &ContainerRecord, ctx: &Context) -> Value {
             "OOMKilled": state.oom_killed,
             "Dead": state.status == berth_engine::container::Status::Dead,
             "Pid": state.pid.unwrap_or(0),
+            // berth's addition: the container's monitor (0 when none runs).
+            "MonitorPid": state.monitor_pid.filter(|_| berth_engine::container::monitor::is_alive(&ctx.roots, &record.id)).unwrap_or(0),
             "ExitCode": state.exit_code,
             "Error": state.error,
             "StartedAt": time(state.started_at),

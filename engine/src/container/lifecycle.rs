@@ -140,7 +140,7 @@ pub fn reconcile(
 
 fn init_is_alive(record: &ContainerRecord) -> bool {
     match (record.state.pid, record.state.pid_start_time) {
-        (Some(pid), Some(start)) => procinfo::is_same_process(pid, start),
+        (Some(pid), Some(start)) => procinfo::is_running(pid, start),
         _ => false,
     }
 }
@@ -166,6 +166,14 @@ pub fn start(
     let record = find(roots, reference)?;
     if record.state.status.is_active() {
         return Ok(Started::AlreadyRunning);
+    }
+    // A monitor that just recorded the exit may still be unmounting: wait
+    // (on its lock, which the kernel releases when it exits) until it is gone.
+    if monitor::is_alive(roots, &record.id) {
+        drop(
+            monitor::wait_gone_and_hold(roots, &record.id)
+                .map_err(io_err(&record.id, "wait for the previous monitor"))?,
+        );
     }
     let store = ContainerStore::open(roots)?;
     store.update(&record.id, |r| r.state.stopped_by_user = false)?;

@@ -332,7 +332,8 @@ pub fn users_of_image(roots: &Roots, image_id: &str) -> io::Result<Vec<String>> 
 /// container uses, so they exist for as long as the container does.)
 pub fn image_layers(roots: &Roots, image_id: &str) -> Result<Vec<PathBuf>, String> {
     let store = crate::image::ImageStore::open(roots).map_err(|e| e.to_string())?;
-    let digest = crate::image::Digest::parse(image_id).map_err(|e| format!("image id {image_id}: {e}"))?;
+    let digest =
+        crate::image::Digest::parse(image_id).map_err(|e| format!("image id {image_id}: {e}"))?;
     let image = store.image(&digest).map_err(|e| e.to_string())?;
     Ok(image.layer_dirs())
 }

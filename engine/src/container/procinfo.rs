@@ -23,9 +23,27 @@ pub fn start_time(pid: i32) -> Option<u64> {
     after_name.split_whitespace().nth(22 - 3)?.parse().ok()
 }
 
-/// Whether `pid` still names the process that started at `start`.
+/// Whether `pid` still names the process that started at `start` (a zombie
+/// included: it has exited but its parent has not reaped it yet).
 pub fn is_same_process(pid: i32, start: u64) -> bool {
     start_time(pid) == Some(start)
+}
+
+/// Whether the process that started at `start` is still running: the same
+/// process, and not a zombie (`Z`) or dead (`X`) one. A container whose
+/// monitor died leaves its PID 1 to be reaped by someone else; until then it
+/// is a zombie and must count as exited.
+pub fn is_running(pid: i32, start: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(after_name) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return false;
+    };
+    let mut fields = after_name.split_whitespace();
+    let state = fields.next().unwrap_or("X");
+    let started = fields.nth(22 - 4).and_then(|f| f.parse::<u64>().ok());
+    started == Some(start) && !matches!(state, "Z" | "X" | "x")
 }
 
 /// A pidfd for `pid`, only if it is still the process that started at `start`.
@@ -93,6 +111,7 @@ mod tests {
         let pid = child.id() as i32;
         let start = start_time(pid).expect("a live child has a start time");
         assert!(is_same_process(pid, start));
+        assert!(is_running(pid, start));
         assert!(
             !is_same_process(pid, start + 1),
             "another start time is another process"

@@ -124,7 +124,12 @@ pub fn oom_killed(_runtime_root: &Path, id: &str) -> bool {
 /// /etc/group: (uid, gid, additional gids, home).
 pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>, String), String> {
     let resolved = rt::user::resolve_user(rootfs, user).map_err(|e| e.to_string())?;
-    Ok((resolved.uid, resolved.gid, resolved.additional_gids, resolved.home))
+    Ok((
+        resolved.uid,
+        resolved.gid,
+        resolved.additional_gids,
+        resolved.home,
+    ))
 }
 
 /// A process to start inside a running container (`berth exec`).
