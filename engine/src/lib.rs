@@ -3,6 +3,12 @@
 //! The engine knows nothing about the command line (that is `cli/`), and
 //! everything about where state lives on disk (see [`paths::Roots`]).
 
+pub mod build;
 pub mod container;
 pub mod fsutil;
 pub mod paths;
+pub mod image;
+pub mod layer;
+pub mod network;
+pub mod progress;
+pub mod registry;

@@ -22,6 +22,13 @@ use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
 /// How lookups beneath the root resolve: inside the root, no magic links.
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
+/// Stricter lookups for writers that must never be redirected (the layer
+/// unpacker): any symlink along the path fails with `ELOOP`, any escape with
+/// `EXDEV`, instead of being followed inside the root.
+pub const RESOLVE_NO_SYMLINKS: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
+
 /// Open `path` (relative or absolute; absolute means "from the root") beneath
 /// `root` with `flags`. Symlinks along the way are followed but stay in `root`.
 pub fn open_beneath(
@@ -30,8 +37,19 @@ pub fn open_beneath(
     flags: OFlags,
     mode: Mode,
 ) -> io::Result<OwnedFd> {
+    open_beneath_with(root, path, flags, mode, RESOLVE)
+}
+
+/// [`open_beneath`] with explicit resolve flags (e.g. [`RESOLVE_NO_SYMLINKS`]).
+pub fn open_beneath_with(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlags,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> io::Result<OwnedFd> {
     let relative = relative_form(path);
-    retry_on_eagain(|| openat2(root, &relative, flags | OFlags::CLOEXEC, mode, RESOLVE))
+    retry_on_eagain(|| openat2(root, &relative, flags | OFlags::CLOEXEC, mode, resolve))
 }
 
 /// Open the directory `path` beneath `root` as an `O_PATH` fd usable as the
@@ -44,11 +62,32 @@ pub fn open_dir_beneath(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd
 /// umask) and return an `O_PATH` fd of the last one. An existing non-directory
 /// along the way is an error (`ENOTDIR`), never replaced.
 pub fn mkdir_all_beneath(root: BorrowedFd<'_>, path: &Path, mode: Mode) -> io::Result<OwnedFd> {
+    mkdir_all_beneath_with(root, path, mode, RESOLVE)
+}
+
+/// [`mkdir_all_beneath`] with explicit resolve flags: with
+/// [`RESOLVE_NO_SYMLINKS`] a symlink anywhere along `path` is an error
+/// (`ELOOP`) rather than followed.
+pub fn mkdir_all_beneath_with(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> io::Result<OwnedFd> {
+    let open_dir = |p: &Path| {
+        open_beneath_with(
+            root,
+            p,
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+            resolve,
+        )
+    };
     let mut current = root_dir_fd(root)?;
     let mut prefix = PathBuf::new();
     for name in normal_components(path)? {
         prefix.push(name);
-        current = match open_dir_beneath(root, &prefix) {
+        current = match open_dir(&prefix) {
             Ok(fd) => fd,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 // `current` is a real directory inside the root, and mkdirat
@@ -58,7 +97,7 @@ pub fn mkdir_all_beneath(root: BorrowedFd<'_>, path: &Path, mode: Mode) -> io::R
                     Err(rustix::io::Errno::EXIST) => {} // created meanwhile
                     Err(e) => return Err(e.into()),
                 }
-                open_dir_beneath(root, &prefix)?
+                open_dir(&prefix)?
             }
             Err(err) => return Err(err),
         };
@@ -227,6 +266,39 @@ mod tests {
             !host_dir.join("a").exists(),
             "nothing was created on the host side"
         );
+    }
+
+    #[test]
+    fn strict_resolution_refuses_any_symlink_along_the_path() {
+        let outer = tempfile::tempdir().unwrap();
+        let root = outer.path().join("root");
+        fs::create_dir_all(root.join("real")).unwrap();
+        symlink("real", root.join("link")).unwrap();
+        let fd = open_root(&root);
+        let err = mkdir_all_beneath_with(
+            fd.as_fd(),
+            Path::new("link/a"),
+            Mode::from_raw_mode(0o755),
+            RESOLVE_NO_SYMLINKS,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.raw_os_error(),
+            Some(libc::ELOOP),
+            "a symlink is refused"
+        );
+        assert!(
+            !root.join("real/a").exists(),
+            "nothing was created through it"
+        );
+        mkdir_all_beneath_with(
+            fd.as_fd(),
+            Path::new("real/a/b"),
+            Mode::from_raw_mode(0o755),
+            RESOLVE_NO_SYMLINKS,
+        )
+        .unwrap();
+        assert!(root.join("real/a/b").is_dir());
     }
 
     #[test]

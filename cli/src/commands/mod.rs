@@ -3,6 +3,7 @@
 //! exit status.
 
 pub mod attach_client;
+pub mod build;
 pub mod containers;
 pub mod exec;
 pub mod images;
@@ -11,6 +12,7 @@ pub mod inspect;
 pub mod logs;
 pub mod ps;
 pub mod pty_relay;
+pub mod registry;
 pub mod run_flags;
 pub mod top;
 
@@ -41,6 +43,11 @@ pub enum Command {
     /// Display the running processes of a container.
     #[command(after_help = "Example:\n  berth top web")]
     Top(top::TopArgs),
+    /// Build an image from a Dockerfile.
+    #[command(after_help = "Examples:\n  berth build -t app:1 .\n  berth build --build-arg V=2 --target builder -f ci/Dockerfile .")]
+    Build(build::BuildArgs),
+    #[command(flatten)]
+    Registry(registry::RegistryCommand),
 }
 
 /// Run one command; `Ok(n)` is the exit status to return.
@@ -51,6 +58,8 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<u8> {
         Command::Inspect(args) => inspect::run(args, ctx),
         Command::Exec(args) => exec::run(args, ctx),
         Command::Top(args) => top::run(args, ctx),
+        Command::Build(args) => build::run(args, ctx),
+        Command::Registry(command) => registry::run(command, ctx),
     }
 }
 

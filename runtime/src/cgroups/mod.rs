@@ -4,7 +4,9 @@
 //! (`memory.max`, `pids.max`, ...); a process joins by having its pid written to
 //! `cgroup.procs` (or by being born there with `clone3(CLONE_INTO_CGROUP)`).
 //! Kernel interfaces used: mkdir/rmdir/read/write under /sys/fs/cgroup, statfs
-//! (to tell cgroup v1 from v2), and on v2 `cgroup.kill` and `cgroup.freeze`.
+//! (to tell cgroup v1 from v2), /proc/self/mountinfo (v1 mount points), poll
+//! on `cgroup.events`, and on v2 `cgroup.kill`, `cgroup.freeze` and bpf(2)
+//! for the device filter.
 //!
 //! One small trait, [`CgroupManager`], with one driver per host layout:
 //! - `v1`: one hierarchy per controller (`/sys/fs/cgroup/memory/...`);
@@ -14,17 +16,61 @@
 //!   the container in the unified hierarchy, where `cgroup.kill` and
 //!   `cgroup.freeze` work even without controllers.
 //!
-//! The rest of the runtime only sees the trait; [`detect`] picks the driver.
+//! The rest of the runtime only sees the trait: [`manager_for`] detects the
+//! host and picks the driver. docs/cgroups.md explains the whole module.
 
 // The contract below is shared by the process/lifecycle code and the drivers.
-// Drivers live in `v1.rs`, `v2.rs` (and `hybrid.rs` if it needs its own type).
+// Drivers live in `v1.rs`, `v2.rs` and `hybrid.rs`; `host.rs` finds the
+// mount points (statfs + /proc/self/mountinfo), `path.rs` turns the OCI
+// `cgroupsPath` into a safe relative path, `fsio.rs` does the file writes
+// (each one logged), `devices_bpf.rs` builds the v2 device filter.
+
+mod devices_bpf;
+mod fsio;
+mod host;
+mod hybrid;
+mod path;
+mod resources;
+mod v1;
+mod v2;
+
+#[cfg(test)]
+mod fake;
 
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
+
+pub use host::{detect, parse_mountinfo, CgroupHost, CgroupMount, MountKind, V1Hierarchy};
+pub use hybrid::HybridManager;
+pub use path::{CgroupPath, DEFAULT_PARENT};
+pub use v1::V1Manager;
+pub use v2::{blkio_weight_to_io_weight, cpu_shares_to_weight, V2Manager};
+
+/// How long `freeze`/`thaw` wait for the kernel to report the new state.
+/// Tasks in uninterruptible sleep (e.g. stuck NFS I/O) delay freezing.
+pub const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `destroy` waits for exiting processes to leave the cgroup before
+/// reporting [`CgroupError::Busy`].
+pub const REMOVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The manager for one container's cgroup on this host: detects the layout
+/// ([`detect`]) and resolves `cgroups_path` (the OCI `linux.cgroupsPath`,
+/// `None` when the config has none) with [`CgroupPath::resolve`].
+///
+/// Nothing is created yet; call [`CgroupManager::create`]. Cheap enough to
+/// call from every `berth-runtime` verb (two statfs and, on v1/hybrid hosts,
+/// one read of /proc/self/mountinfo).
+pub fn manager_for(
+    cgroups_path: Option<&Path>,
+    container_id: &str,
+) -> Result<Box<dyn CgroupManager>, CgroupError> {
+    CgroupHost::detect()?.manager(cgroups_path, container_id)
+}
 
 /// What kind of cgroup host this is, found by `statfs` on the mount points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +84,7 @@ pub enum CgroupLayout {
 }
 
 /// Resource usage read back from a cgroup (for `berth stats`, `inspect --kernel`).
+/// `None` when the host does not account it, or for a limit: unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CgroupStats {
     pub memory_usage_bytes: Option<u64>,
@@ -55,8 +102,15 @@ pub struct CgroupStats {
 /// they created themselves (the path given at construction).
 pub trait CgroupManager: std::fmt::Debug + Send + Sync {
     /// Create the cgroup directories (in every hierarchy the driver uses).
+    /// Missing parents are created too; the container's own directory must
+    /// not exist yet ([`CgroupError::Exists`]). On failure nothing is left.
     fn create(&self) -> Result<(), CgroupError>;
     /// Write the limits from the OCI `linux.resources` section.
+    ///
+    /// Only the values present are written, so calling it again on a running
+    /// container is how `berth-runtime update --resources` changes limits.
+    /// Everything is validated first (controllers present, values sane), so a
+    /// refused request normally writes nothing.
     fn apply_resources(&self, resources: &LinuxResources) -> Result<(), CgroupError>;
     /// Move a process into the cgroup (writes `cgroup.procs` in each hierarchy).
     fn add_process(&self, pid: Pid) -> Result<(), CgroupError>;
@@ -64,20 +118,29 @@ pub trait CgroupManager: std::fmt::Debug + Send + Sync {
     /// when there is one; the caller still calls [`CgroupManager::add_process`]
     /// for v1 hierarchies.
     fn clone_into_fd(&self) -> Option<OwnedFd>;
-    /// The pids in the cgroup (`cgroup.procs`), host pid namespace.
+    /// The pids in the cgroup and in any sub-cgroups the container made
+    /// (`cgroup.procs`), host pid namespace.
     fn pids(&self) -> Result<Vec<Pid>, CgroupError>;
     /// Freeze every process (v1 freezer / v2 `cgroup.freeze`), waiting until frozen.
     fn freeze(&self) -> Result<(), CgroupError>;
     /// Undo [`CgroupManager::freeze`].
     fn thaw(&self) -> Result<(), CgroupError>;
+    /// Whether the cgroup is frozen (for `state` to report "paused"): v2
+    /// `cgroup.freeze` is 1, v1 `freezer.state` is FROZEN.
+    fn is_frozen(&self) -> Result<bool, CgroupError>;
     /// Send `signal` to every process in the cgroup. For SIGKILL on v2 (or the
     /// unified part of a hybrid host) this is `cgroup.kill`, which also catches
-    /// processes forked during the kill; otherwise freeze, signal each pid, thaw.
+    /// processes forked during the kill; otherwise freeze, signal each pid, thaw
+    /// (a cgroup that was frozen before stays frozen, except for SIGKILL on v1).
+    /// A cgroup that no longer exists has nothing to signal: `Ok(())`.
     fn kill_all(&self, signal: Signal) -> Result<(), CgroupError>;
     /// Current usage and limits.
     fn stats(&self) -> Result<CgroupStats, CgroupError>;
     /// Remove the cgroup directories. Fails with [`CgroupError::Busy`] while
-    /// processes remain; removing an already removed cgroup is not an error.
+    /// processes remain (after waiting up to [`REMOVE_TIMEOUT`] for exiting
+    /// ones to leave); removing an already removed cgroup is not an error.
+    /// Sub-cgroups the container made are removed too; parent directories
+    /// only if this same manager created them.
     fn destroy(&self) -> Result<(), CgroupError>;
     /// The paths this manager owns, for messages and `--explain`.
     fn paths(&self) -> Vec<PathBuf>;
@@ -102,6 +165,62 @@ pub enum CgroupError {
         driver: &'static str,
         hint: String,
     },
+    /// Neither cgroup v1 nor cgroup2 is mounted where expected.
+    #[error("no cgroup filesystem at {path} ({found}): mount cgroup2 there, or tmpfs with the v1 controllers below it")]
+    NoCgroupfs { path: PathBuf, found: String },
     #[error("invalid cgroups path {path:?}: {why}")]
     InvalidPath { path: String, why: String },
+    /// A limit file refused a value (or is missing): names the file, the
+    /// value and what the errno means for that file.
+    #[error("cannot write {value:?} to {path}: {source}{hint}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: std::io::Error,
+        /// Empty, or "; " followed by an explanation.
+        hint: String,
+    },
+    /// The container's own cgroup directory is already there. berth only
+    /// uses (and later removes) a cgroup it created itself.
+    #[error("cgroup {path} already exists: remove it (rmdir, after stopping its processes) or choose another cgroupsPath")]
+    Exists { path: PathBuf },
+    /// A value in `linux.resources` that cannot be right on any host.
+    #[error("invalid cgroup resource {what}: {why}")]
+    InvalidResource { what: String, why: String },
+    /// The kernel did not reach the state we asked for in time.
+    #[error("cgroup {path}: timed out after {waited_ms} ms waiting for {what}")]
+    Timeout {
+        path: PathBuf,
+        what: &'static str,
+        waited_ms: u128,
+    },
+    /// Loading or attaching the cgroup v2 device filter (eBPF) failed.
+    #[error("cgroup {path}: device filter: {op}: {source}{verifier_log}")]
+    Bpf {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+        /// Empty, or the kernel verifier's log (when loading failed).
+        verifier_log: String,
+    },
+}
+
+/// Send `signal` to each pid; a process that exited meanwhile is fine.
+pub(crate) fn signal_each(pids: &[Pid], signal: Signal, cgroup: &Path) -> Result<(), CgroupError> {
+    for &pid in pids {
+        match nix::sys::signal::kill(pid, signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(errno) => {
+                return Err(CgroupError::Io {
+                    op: "kill",
+                    path: cgroup.join("cgroup.procs"),
+                    source: errno.into(),
+                })
+            }
+        }
+    }
+    tracing::debug!(count = pids.len(), %signal, "sent {signal} to {} processes of {}", pids.len(), cgroup.display());
+    Ok(())
 }

@@ -1,0 +1,246 @@
+#!/bin/bash
+# The container lifecycle's speed, side by side in one run (issue 4):
+#   1. `run --rm IMAGE /bin/true`: berth, docker, podman, pelagos, and crun
+#      running a bundle of the same busybox rootfs (the floor for an engine);
+#   2. `stop` of a container that exits on SIGTERM;
+#   3. `ps -a` with 100 containers;
+#   4. memory of the per-container monitor (berth) vs conmon and containerd-shim.
+# Prints medians and ratios to berth. Not a test: nothing here asserts a time.
+#
+# Everything it starts uses its own state directories under a temporary
+# directory and is stopped (by pid) and removed at the end: its own dockerd,
+# podman storage, crun state. Missing peers are installed from Debian
+# (docker.io, podman, crun, hyperfine) or crates.io (pelagos); a peer that
+# cannot run here is reported as such and skipped.
+#
+# crun 1.8.1 refuses this kind of host's cgroup layout (hugetlb on cgroup2);
+# the script binds hugetlb to a v1 hierarchy for the crun and podman runs
+# (mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb) and undoes it.
+#
+# usage: bench/lifecycle.sh            env: RUNS (default 30)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-30}
+[ "$(id -u)" = 0 ] || { echo "bench/lifecycle.sh: run as root" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+results="$work/results.txt"
+: > "$results"
+dockerd_pid=""
+hugetlb_mounted=""
+
+cleanup() {
+    set +e
+    if [ -n "$dockerd_pid" ]; then
+        docker_cli rm -f $(docker_cli ps -aq) >/dev/null 2>&1
+        kill "$dockerd_pid" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.1; done
+        ip link del docker0 2>/dev/null
+        for h in /sys/fs/cgroup/*/docker; do rmdir "$h" 2>/dev/null; done
+    fi
+    if command -v podman >/dev/null; then
+        podman_cli rm -af >/dev/null 2>&1
+        podman_cli system reset -f >/dev/null 2>&1
+        for h in /sys/fs/cgroup/*/libpod_parent; do rmdir "$h"/* "$h" 2>/dev/null; done
+    fi
+    [ -x "$BERTH" ] && "$BERTH" rm -f $("$BERTH" ps -aq 2>/dev/null) >/dev/null 2>&1
+    [ -n "$hugetlb_mounted" ] && umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb
+    grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+need() { # need COMMAND PACKAGE
+    command -v "$1" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$2" >/dev/null
+}
+need hyperfine hyperfine
+need python3 python3
+
+# -- berth ------------------------------------------------------------------
+[ -x target/release/berth ] || ./build.sh --release
+rootfs-fixtures/build.sh busybox >/dev/null
+archive=${BERTH_FIXTURES:-/var/cache/berth-fixtures}/busybox/docker-archive.tar
+rootfs=${BERTH_FIXTURES:-/var/cache/berth-fixtures}/busybox/rootfs
+BERTH=$PWD/target/release/berth
+export BERTH_ROOT=$work/berth/root BERTH_STATE=$work/berth/state
+"$BERTH" load -i "$archive" >/dev/null
+
+median_ms() { # median_ms JSON -> milliseconds
+    python3 -c 'import json,sys; print("%.1f" % (json.load(open(sys.argv[1]))["results"][0]["median"]*1000))' "$1"
+}
+measure() { # measure LABEL COMMAND...
+    local label=$1; shift
+    local json="$work/$(echo "$label" | tr -c 'a-zA-Z0-9' _).json"
+    if hyperfine -N -w 3 -r "$RUNS" --export-json "$json" "$*" >/dev/null 2>&1; then
+        echo "$label $(median_ms "$json")" >> "$results"
+    else
+        echo "$label failed" >> "$results"
+    fi
+}
+
+# -- peers ------------------------------------------------------------------
+docker_cli() { /usr/bin/docker -H "unix://$work/docker/docker.sock" "$@"; }
+podman_cli() {
+    podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" \
+        --cgroup-manager cgroupfs --events-backend file --runtime "${PODMAN_RUNTIME:-runc}" "$@"
+}
+
+bind_hugetlb_to_v1() {
+    [ -d /sys/fs/cgroup/hugetlb ] && return 0
+    mkdir -p /sys/fs/cgroup/hugetlb
+    if ! mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null; then
+        # berth's cgroup driver enabled hugetlb in the unified root; give it back.
+        echo -hugetlb > /sys/fs/cgroup/unified/cgroup.subtree_control 2>/dev/null || true
+        mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb || { rmdir /sys/fs/cgroup/hugetlb; return 1; }
+    fi
+    hugetlb_mounted=1
+    echo "note: bound the hugetlb controller to a v1 hierarchy for crun/podman (undone at exit)"
+}
+
+start_dockerd() {
+    need dockerd docker.io
+    mkdir -p "$work/docker"
+    dockerd --data-root "$work/docker/data" --exec-root "$work/docker/exec" \
+        -H "unix://$work/docker/docker.sock" --pidfile "$work/docker/pid" \
+        > "$work/docker/log" 2>&1 &
+    dockerd_pid=$!
+    for _ in $(seq 100); do docker_cli version >/dev/null 2>&1 && break; sleep 0.1; done
+    docker_cli load -i "$archive" >/dev/null
+}
+
+# -- 1. run --rm /bin/true ----------------------------------------------------
+echo "1. run --rm busybox /bin/true ($RUNS runs each)"
+measure "berth --network none" "$BERTH" run --rm --network none busybox /bin/true
+measure "berth (default network)" "$BERTH" run --rm busybox /bin/true
+
+if start_dockerd; then
+    measure "docker --network none" /usr/bin/docker -H "unix://$work/docker/docker.sock" run --rm --network none busybox /bin/true
+    measure "docker (default network)" /usr/bin/docker -H "unix://$work/docker/docker.sock" run --rm busybox /bin/true
+else
+    echo "docker could-not-start" >> "$results"
+fi
+
+bind_hugetlb_to_v1 || echo "note: could not bind hugetlb to v1; crun may refuse this host"
+need podman podman
+mkdir -p "$work/podman"
+if podman_cli load -i "$archive" >/dev/null 2>&1; then
+    measure "podman --network none" podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" --cgroup-manager cgroupfs --events-backend file --runtime runc run --rm --network none busybox /bin/true
+    measure "podman (default network)" podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" --cgroup-manager cgroupfs --events-backend file --runtime runc run --rm busybox /bin/true
+else
+    echo "podman could-not-load" >> "$results"
+fi
+
+if [ -z "${SKIP_PELAGOS:-}" ]; then
+    if ! command -v pelagos >/dev/null && [ ! -x "$HOME/.cargo/bin/pelagos" ]; then
+        cargo install pelagos >/dev/null 2>&1 || echo "pelagos install-failed" >> "$results"
+    fi
+    pelagos=$(command -v pelagos || echo "$HOME/.cargo/bin/pelagos")
+    if [ -x "$pelagos" ]; then
+        for d in /var/lib/pelagos /var/lib/pelagos/images /var/lib/pelagos/layers /var/lib/pelagos/containers /var/lib/pelagos/volumes; do
+            mkdir -p "$d" && chmod 2775 "$d"
+        done
+        if "$pelagos" image import "$archive" busybox >/dev/null 2>&1 || "$pelagos" image load "$archive" >/dev/null 2>&1; then
+            measure "pelagos" "$pelagos" run --rm busybox /bin/true
+        else
+            echo "pelagos could-not-load-image" >> "$results"
+        fi
+    fi
+fi
+
+need crun crun
+bundle="$work/crun-bundle"
+mkdir -p "$bundle" && cp -a "$rootfs" "$bundle/rootfs"
+(cd "$bundle" && crun spec && python3 - <<'EOF'
+import json
+c = json.load(open("config.json"))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/true"]
+json.dump(c, open("config.json", "w"))
+EOF
+)
+measure "crun run (bundle)" crun --root "$work/crun-state" run --bundle "$bundle" bench-crun
+measure "berth-runtime run (bundle)" "$PWD/target/release/berth-runtime" --root "$work/berth-runtime-state" run --bundle "$bundle" bench-berth
+
+# -- 2. stop of a container that exits on SIGTERM ------------------------------
+stop_median() { # stop_median CLI... -> median ms of `stop` over 10 containers
+    local times=()
+    for _ in $(seq 10); do
+        local id
+        id=$("$@" run -d busybox sh -c 'trap "exit 0" TERM; while true; do sleep 0.01; done')
+        local t0 t1
+        t0=$(date +%s%N); "$@" stop "$id" >/dev/null; t1=$(date +%s%N)
+        times+=($(( (t1 - t0) / 1000 )))
+        "$@" rm -f "$id" >/dev/null 2>&1 || true
+    done
+    printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int((NR+1)/2)]/1000}'
+}
+echo "2. stop of a SIGTERM-trapping container"
+echo "stop:berth $(stop_median "$BERTH")" >> "$results"
+[ -n "$dockerd_pid" ] && echo "stop:docker $(stop_median docker_cli)" >> "$results"
+echo "stop:podman $(stop_median podman_cli)" >> "$results"
+
+# -- 3. ps -a with 100 containers ---------------------------------------------
+echo "3. ps -a with 100 containers"
+for _ in $(seq 100); do "$BERTH" create busybox true >/dev/null; done
+measure "ps:berth" "$BERTH" ps -a
+if [ -n "$dockerd_pid" ]; then
+    for _ in $(seq 100); do docker_cli create busybox true >/dev/null; done
+    measure "ps:docker" /usr/bin/docker -H "unix://$work/docker/docker.sock" ps -a
+fi
+"$BERTH" rm $("$BERTH" ps -aq) >/dev/null
+
+# -- 4. monitor memory ---------------------------------------------------------
+echo "4. memory per running container's monitor"
+rss_pss() { # rss_pss PID... -> "avgRSSkB avgPSSkB"
+    python3 - "$@" <<'EOF'
+import sys
+rss = pss = n = 0
+for pid in sys.argv[1:]:
+    try:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            k, v = line.split(":", 1)
+            if k == "Rss": rss += int(v.split()[0])
+            if k == "Pss": pss += int(v.split()[0])
+        n += 1
+    except OSError:
+        pass
+print("%d %d" % (rss // max(n, 1), pss // max(n, 1)))
+EOF
+}
+for _ in $(seq 10); do "$BERTH" run -d busybox sleep 1000 >/dev/null; done
+monitors=$(for id in $("$BERTH" ps -q --no-trunc); do "$BERTH" inspect -f '{{.State.MonitorPid}}' "$id"; done)
+echo "mem:berth-monitor $(rss_pss $monitors)" >> "$results"
+if [ -n "$dockerd_pid" ]; then
+    for _ in $(seq 10); do docker_cli run -d --network none busybox sleep 1000 >/dev/null; done
+    echo "mem:containerd-shim $(rss_pss $(pgrep -f containerd-shim-runc-v2))" >> "$results"
+fi
+for _ in $(seq 10); do podman_cli run -d --network none busybox sleep 1000 >/dev/null 2>&1 || true; done
+echo "mem:conmon $(rss_pss $(pgrep -x conmon))" >> "$results"
+
+# -- report ------------------------------------------------------------------
+python3 - "$results" <<'EOF'
+import sys
+rows = [l.split() for l in open(sys.argv[1])]
+def table(prefix, base_label, unit):
+    items = []
+    for r in rows:
+        label = " ".join(r[:-1]) if r[-1].replace(".", "").isdigit() else " ".join(r)
+        if prefix and not label.startswith(prefix): continue
+        if not prefix and ":" in label: continue
+        value = float(r[-1]) if r[-1].replace(".", "").isdigit() else None
+        items.append((label.replace(prefix, ""), value))
+    base = next((v for l, v in items if l == base_label), None)
+    for label, v in items:
+        if v is None:
+            print(f"  {label}")
+        else:
+            ratio = f"{v / base:5.2f}x berth" if base else ""
+            print(f"  {label:32s} {v:8.1f} {unit}  {ratio}")
+print("run --rm /bin/true (median):"); table("", "berth --network none", "ms")
+print("stop of a SIGTERM-trapping container (median of 10):"); table("stop:", "berth", "ms")
+print("ps -a with 100 containers (median):"); table("ps:", "berth", "ms")
+print("memory per container's monitor (average RSS kB, PSS kB):")
+for r in rows:
+    if r[0].startswith("mem:"):
+        print(f"  {r[0][4:]:32s} RSS {r[1]:>6s} kB  PSS {r[2] if len(r) > 2 else '?':>6s} kB")
+EOF

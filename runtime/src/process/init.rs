@@ -1,0 +1,332 @@
+//! The container's init: what the new process does between clone3 and the
+//! execve of the container's program. Each step is one function call below,
+//! in this order (crun's and runc's order):
+//!
+//! 1. become non-dumpable, die with the parent (`PR_SET_PDEATHSIG`) until created;
+//! 2. wait for `Go` (the parent wrote the id maps);
+//! 3. in a new user namespace, become its root (`setresuid(0)`);
+//! 4. unshare the time namespace, join namespaces by path;
+//! 5. hostname, domainname, oom_score_adj;
+//! 6. stdio; the rootfs ([`crate::rootfs::prepare`]) — which, before its
+//!    first cgroup mount (or at its end), waits for `Joined` (the parent put
+//!    us in our cgroups meanwhile) and unshares the cgroup namespace;
+//! 7. ask the parent to run prestart/createRuntime hooks; run createContainer hooks;
+//! 8. `pivot_root`; the terminal; read-only root;
+//! 9. personality, rlimits, bounding set, uid/gid/groups, capabilities,
+//!    umask, cwd (checked inside the root), find the program, no_new_privs;
+//! 10. tell the parent `Created`, stop dying with it;
+//! 11. block opening `exec.fifo` for writing until `start` opens it for reading;
+//! 12. startContainer hooks; mark every extra fd close-on-exec; default
+//!     signals; seccomp; execve.
+//!
+//! Errors before `Created` go to the parent over the setup channel; after
+//! it, to `start` through the fifo (whose write end closes on a successful
+//! execve, which is how `start` knows the program runs).
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{Hook, LinuxPersonalityDomain};
+
+use crate::capabilities::CapabilitySets;
+use crate::channel::ChildChannel;
+use crate::error::{Error, Result, WireError};
+use crate::hooks::{self, HookKind};
+use crate::identity::{self, Identity};
+use crate::namespaces::{self, Join, CLONE_NEWTIME};
+use crate::rlimits::Rlimit;
+use crate::rootfs::{self, cgroupfs::HostCgroups, RootfsPlan};
+use crate::seccomp::CompiledFilter;
+use crate::state::ContainerState;
+use crate::syscall::{self, Syscall};
+use crate::terminal;
+
+/// Everything the init needs, prepared and validated by the parent before
+/// the clone (the child gets a copy of this memory).
+#[derive(Debug)]
+pub struct InitConfig {
+    pub plan: RootfsPlan,
+    /// Joined by the init after `Go` (empty when an intermediate joined them).
+    pub joins: Vec<Join>,
+    pub new_user_ns: bool,
+    pub unshare_later: CloneFlags,
+    pub time_offsets: Option<String>,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub oom_score_adj: Option<i32>,
+    pub personality: Option<LinuxPersonalityDomain>,
+    /// Explicit stdio; `None`: keep the inherited 0, 1, 2.
+    pub stdio: Option<[OwnedFd; 3]>,
+    /// Where to send the pty master (a connected unix socket) when a terminal is asked.
+    pub console_socket: Option<OwnedFd>,
+    pub console_size: Option<(u16, u16)>,
+    pub readonly_root: bool,
+    pub no_pivot: bool,
+    pub rlimits: Vec<Rlimit>,
+    pub capabilities: Option<CapabilitySets>,
+    pub identity: Identity,
+    pub umask: u32,
+    pub no_new_privs: bool,
+    pub seccomp: Option<CompiledFilter>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: PathBuf,
+    pub preserve_fds: u32,
+    /// O_PATH fd of exec.fifo and of the host's /proc (to reopen the fifo
+    /// through /proc/thread-self/fd after pivot_root).
+    pub fifo: OwnedFd,
+    pub host_proc: OwnedFd,
+    pub create_container_hooks: Vec<Hook>,
+    pub start_container_hooks: Vec<Hook>,
+    /// The state hooks receive (pid and status filled in at the time).
+    pub hook_state: ContainerState,
+}
+
+/// The init's entry point; returns the exit code when it cannot exec.
+pub fn main(mut cfg: InitConfig, channel: &ChildChannel) -> i32 {
+    let program = match set_up(&mut cfg, channel) {
+        Ok(program) => program,
+        Err(err) => {
+            channel.send_failure(&err);
+            return super::exit_code_for(&err);
+        }
+    };
+    // From here on the parent of `create` may be gone: report through the fifo.
+    let fifo = match wait_for_start(&cfg) {
+        Ok(fifo) => fifo,
+        // Nobody to tell: the fifo could not be opened.
+        Err(err) => return super::exit_code_for(&err),
+    };
+    let err = match start_program(&cfg, &program) {
+        Ok(never) => match never {},
+        Err(err) => err,
+    };
+    report_through_fifo(&fifo, &err);
+    super::exit_code_for(&err)
+}
+
+fn set_up(cfg: &mut InitConfig, channel: &ChildChannel) -> Result<PathBuf> {
+    die_with_parent()?;
+    identity::set_non_dumpable()?;
+    // Exact modes for device nodes and mount points.
+    identity::set_umask(0);
+    let host_pid = channel.wait_for_go()?;
+    cfg.hook_state.pid = host_pid;
+
+    if cfg.new_user_ns {
+        become_namespace_root()?;
+    }
+    unshare_time_namespace(cfg)?;
+    namespaces::join_all(&cfg.joins)?;
+
+    let sys = syscall::real();
+    if let Some(name) = &cfg.hostname {
+        sys.sethostname(name)
+            .map_err(|e| Error::io(format!("sethostname {name:?}"), e))?;
+    }
+    if let Some(name) = &cfg.domainname {
+        sys.setdomainname(name)
+            .map_err(|e| Error::io(format!("setdomainname {name:?}"), e))?;
+    }
+    if let Some(score) = cfg.oom_score_adj {
+        write_oom_score_adj(score)?;
+    }
+    if let Some(fds) = &cfg.stdio {
+        crate::fds::install_stdio([fds[0].as_fd(), fds[1].as_fd(), fds[2].as_fd()])?;
+    }
+
+    // Called before the first cgroup mount, or after all mounts.
+    let mut joined: Option<HostCgroups> = None;
+    let unshare_cgroup = cfg.unshare_later.contains(CloneFlags::CLONE_NEWCGROUP);
+    let mut cgroups_ready = || -> Result<HostCgroups> {
+        if let Some(host) = &joined {
+            return Ok(host.clone());
+        }
+        channel.wait_for_joined()?;
+        // The host paths of our cgroups: read before our cgroup namespace hides them.
+        let host = HostCgroups::read()?;
+        if unshare_cgroup {
+            nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| Error::sys("unshare(CLONE_NEWCGROUP)", e))?;
+        }
+        joined = Some(host.clone());
+        Ok(host)
+    };
+    let root = rootfs::prepare(&sys, &cfg.plan, &mut cgroups_ready)?;
+    cgroups_ready()?;
+    channel.run_create_runtime_hooks()?;
+    cfg.hook_state.status = crate::state::Status::Creating;
+    hooks::run_all(
+        HookKind::CreateContainer,
+        &cfg.create_container_hooks,
+        &cfg.hook_state.hook_json(),
+    )?;
+    drop(root);
+    rootfs::pivot(&sys, &cfg.plan.rootfs, cfg.no_pivot)?;
+    if let Some(socket) = cfg.console_socket.take() {
+        set_up_terminal(&sys, socket, cfg.console_size)?;
+    }
+    if cfg.readonly_root {
+        rootfs::remount_root_readonly(&sys)?;
+    }
+
+    drop_privileges(cfg)?;
+    super::enter_cwd(&cfg.cwd)?;
+    let program = super::find_executable(
+        cfg.args.first().map(String::as_str).unwrap_or(""),
+        &cfg.env,
+    )?;
+    channel.send_created()?;
+    // SAFETY: prctl with integer arguments only. Created: the init now lives
+    // on even if `berth-runtime create` exits (a subreaper adopts it).
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    Ok(program)
+}
+
+/// Kill this process if the parent dies during setup. (Had it died before
+/// this call, the setup channel reports end-of-file at the next step; getppid
+/// cannot tell: in a new pid namespace it is 0.)
+fn die_with_parent() -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    if rc != 0 {
+        return Err(Error::sys("prctl(PR_SET_PDEATHSIG)", nix::errno::Errno::last()));
+    }
+    Ok(())
+}
+
+fn become_namespace_root() -> Result<()> {
+    let zero_gid = nix::unistd::Gid::from_raw(0);
+    let zero_uid = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresgid(zero_gid, zero_gid, zero_gid).map_err(|e| {
+        Error::sys("setresgid 0 in the user namespace (is gid 0 mapped?)", e)
+    })?;
+    nix::unistd::setresuid(zero_uid, zero_uid, zero_uid).map_err(|e| {
+        Error::sys("setresuid 0 in the user namespace (is uid 0 mapped?)", e)
+    })
+}
+
+fn unshare_time_namespace(cfg: &InitConfig) -> Result<()> {
+    if cfg.unshare_later.contains(CLONE_NEWTIME) {
+        nix::sched::unshare(CLONE_NEWTIME).map_err(|e| Error::sys("unshare(CLONE_NEWTIME)", e))?;
+        // The new time namespace is entered by execve; offsets must be set
+        // before any process is inside it, i.e. now.
+        if let Some(text) = &cfg.time_offsets {
+            std::fs::write("/proc/self/timens_offsets", text)
+                .map_err(|e| Error::io("write /proc/self/timens_offsets", e))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_oom_score_adj(score: i32) -> Result<()> {
+    std::fs::write("/proc/self/oom_score_adj", score.to_string()).map_err(|e| {
+        let hint = if e.raw_os_error() == Some(libc::EACCES) {
+            " (lowering it needs CAP_SYS_RESOURCE)"
+        } else {
+            ""
+        };
+        Error::io(format!("set oom_score_adj to {score}{hint}"), e)
+    })
+}
+
+fn set_up_terminal(sys: &dyn Syscall, socket: OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
+    let pty = terminal::open_pty(Path::new("/dev/pts/ptmx"))?;
+    if let Some((rows, cols)) = size {
+        terminal::set_size(pty.master.as_fd(), rows, cols)?;
+    }
+    terminal::bind_console(sys, &pty)?;
+    terminal::send_fd(
+        socket.as_fd(),
+        pty.master.as_fd(),
+        &format!("/dev/pts/{}", pty.number),
+    )?;
+    drop(pty.master);
+    terminal::take_as_controlling_terminal(&pty.slave)
+}
+
+/// Seccomp must be installed while the process may: with no_new_privs, or
+/// with CAP_SYS_ADMIN. Without no_new_privs and without CAP_SYS_ADMIN in the
+/// final set, it is installed before the privileges go (as runc does).
+fn seccomp_early(cfg: &InitConfig) -> bool {
+    let keeps_sys_admin = cfg
+        .capabilities
+        .as_ref()
+        .is_none_or(|c| c.effective.contains(&(caps::Capability::CAP_SYS_ADMIN.index())));
+    !cfg.no_new_privs && !keeps_sys_admin
+}
+
+fn drop_privileges(cfg: &InitConfig) -> Result<()> {
+    if let Some(domain) = cfg.personality {
+        set_personality(domain)?;
+    }
+    crate::rlimits::apply(&cfg.rlimits)?;
+    if let Some(caps) = &cfg.capabilities {
+        caps.drop_bounding()?;
+    }
+    if seccomp_early(cfg) {
+        if let Some(filter) = &cfg.seccomp {
+            crate::seccomp::install(filter)?;
+        }
+    }
+    cfg.identity.switch()?;
+    if let Some(caps) = &cfg.capabilities {
+        caps.apply()?;
+    }
+    identity::set_umask(cfg.umask);
+    if cfg.no_new_privs {
+        identity::set_no_new_privs()?;
+    }
+    Ok(())
+}
+
+fn set_personality(domain: LinuxPersonalityDomain) -> Result<()> {
+    let persona = match domain {
+        LinuxPersonalityDomain::PerLinux => 0x0000,
+        LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    };
+    // SAFETY: personality(2) with an integer argument.
+    if unsafe { libc::personality(persona) } == -1 {
+        return Err(Error::sys("personality", nix::errno::Errno::last()));
+    }
+    Ok(())
+}
+
+/// Block until `start` opens the fifo for reading; return our write end.
+fn wait_for_start(cfg: &InitConfig) -> Result<OwnedFd> {
+    let path = format!("thread-self/fd/{}", cfg.fifo.as_raw_fd());
+    rustix::fs::openat(
+        &cfg.host_proc,
+        path.as_str(),
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open exec.fifo", nix::errno::Errno::from_raw(e.raw_os_error())))
+}
+
+fn start_program(cfg: &InitConfig, program: &Path) -> Result<std::convert::Infallible> {
+    let mut state = cfg.hook_state.clone();
+    state.status = crate::state::Status::Created;
+    hooks::run_all(
+        HookKind::StartContainer,
+        &cfg.start_container_hooks,
+        &state.hook_json(),
+    )?;
+    crate::fds::close_on_exec_all_but(cfg.preserve_fds)?;
+    super::reset_signals();
+    if !seccomp_early(cfg) {
+        if let Some(filter) = &cfg.seccomp {
+            crate::seccomp::install(filter)?;
+        }
+    }
+    Err(super::execute(program, &cfg.args, &cfg.env))
+}
+
+fn report_through_fifo(fifo: &OwnedFd, err: &Error) {
+    let (Ok(json), Ok(copy)) = (serde_json::to_vec(&WireError::from(err)), fifo.try_clone()) else {
+        return;
+    };
+    let _ = std::fs::File::from(copy).write_all(&json);
+}
