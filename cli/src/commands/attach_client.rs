@@ -72,16 +72,8 @@ pub fn relay(mut stream: UnixStream, options: AttachOptions) -> anyhow::Result<E
         if stdin_open {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(err) => return Err(err.into()),
-        }
-        let is_ready = |i: usize| {
-            fds.get(i)
-                .and_then(|f| f.revents())
-                .is_some_and(|r| !r.is_empty())
-        };
+        let ready = wait_ready(&mut fds)?;
+        let is_ready = |i: usize| ready.get(i).copied().unwrap_or(false);
         let (socket_ready, signal_ready, input_ready) = (
             is_ready(0),
             signals.is_some() && is_ready(1),
@@ -124,6 +116,19 @@ pub fn relay(mut stream: UnixStream, options: AttachOptions) -> anyhow::Result<E
                 stdin_open = false;
             }
         }
+    }
+}
+
+/// Wait until one of `fds` is ready and say which are; a wait interrupted
+/// by a signal reports none ready (the caller's loop simply polls again).
+pub fn wait_ready(fds: &mut [PollFd<'_>]) -> nix::Result<Vec<bool>> {
+    match poll(fds, PollTimeout::NONE) {
+        Ok(_) => Ok(fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect()),
+        Err(nix::errno::Errno::EINTR) => Ok(vec![false; fds.len()]),
+        Err(err) => Err(err),
     }
 }
 

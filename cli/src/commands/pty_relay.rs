@@ -9,7 +9,9 @@
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags};
+
+use super::attach_client::wait_ready;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{self, SetArg};
@@ -47,16 +49,8 @@ fn pump(master: &OwnedFd, forward_stdin: bool) -> anyhow::Result<()> {
         if stdin_open {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(err) => return Err(err.into()),
-        }
-        let ready = |i: usize| {
-            fds.get(i)
-                .and_then(|f| f.revents())
-                .is_some_and(|r| !r.is_empty())
-        };
+        let is_ready = wait_ready(&mut fds)?;
+        let ready = |i: usize| is_ready.get(i).copied().unwrap_or(false);
         let (from_master, resized, typed) = (ready(0), ready(1), stdin_open && ready(2));
         drop(fds);
         if from_master {
