@@ -50,39 +50,44 @@ cat "$fixture"/oci/blobs/sha256/* "$fixture/docker-archive.tar" >/dev/null # war
 
 now() { date +%s%N; }
 
-# measure NAME PREPARE COMMAND: median wall time of COMMAND over $runs runs.
-results=""
-measure() {
-    name=$1 prepare=$2 command=$3
-    times=""
-    i=0
-    while [ "$i" -lt "$runs" ]; do
+# The tools, as NAME|PREPARE|COMMAND lines. Runs are interleaved (round 1 of
+# every tool, then round 2, ...) so background activity on the machine
+# weighs on all tools alike.
+export BERTH_ROOT="$work/berth/root" BERTH_STATE="$work/berth/state"
+tar_layers=""
+pigz_layers=""
+n=0
+for digest in $layers; do
+    blob="$fixture/oci/blobs/sha256/$digest"
+    tar_layers="$tar_layers mkdir '$work/tar/$n' && tar -xzf '$blob' -C '$work/tar/$n' &&"
+    pigz_layers="$pigz_layers mkdir '$work/tar/$n' && pigz -dc '$blob' | tar -x -C '$work/tar/$n' &&"
+    n=$((n + 1))
+done
+tools="berth load (OCI gzip)|rm -rf '$work/berth'|'$berth' load -q -i '$fixture/oci'
+berth load (docker archive)|rm -rf '$work/berth'|'$berth' load -q -i '$fixture/docker-archive.tar'
+tar -xzf per layer|rm -rf '$work/tar' && mkdir '$work/tar'|$tar_layers true
+pigz -dc + tar -x per layer|rm -rf '$work/tar' && mkdir '$work/tar'|$pigz_layers true
+umoci unpack|rm -rf '$work/umoci'|umoci unpack --image '$fixture/oci:bookworm' '$work/umoci/bundle'"
+
+times="$work/times"
+: > "$times"
+round=0
+while [ "$round" -lt "$runs" ]; do
+    echo "$tools" | while IFS='|' read -r name prepare command; do
         sh -c "$prepare"
         sync
         start=$(now)
         sh -c "$command" >/dev/null
         end=$(now)
-        times="$times $(( (end - start) / 1000000 ))"
-        i=$((i + 1))
+        echo "$name|$(( (end - start) / 1000000 ))" >> "$times"
     done
-    median=$(echo $times | tr ' ' '\n' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-    results="$results$name|$median
-"
-}
-
-export BERTH_ROOT="$work/berth/root" BERTH_STATE="$work/berth/state"
-measure "berth load (OCI gzip)" "rm -rf '$work/berth'" "'$berth' load -q -i '$fixture/oci'"
-measure "berth load (docker archive)" "rm -rf '$work/berth'" "'$berth' load -q -i '$fixture/docker-archive.tar'"
-tar_layers=""
-n=0
-for digest in $layers; do
-    tar_layers="$tar_layers mkdir '$work/tar/$n' && tar -xzf '$fixture/oci/blobs/sha256/$digest' -C '$work/tar/$n' &&"
-    n=$((n + 1))
+    round=$((round + 1))
 done
-measure "tar -xzf per layer" "rm -rf '$work/tar' && mkdir '$work/tar'" "$tar_layers true"
-measure "pigz -dc, tar -x per layer" "rm -rf '$work/tar' && mkdir '$work/tar'" \
-    "$(echo "$tar_layers" | sed "s|tar -xzf '\([^']*\)' -C|pigz -dc '\1' \| tar -x -C|g") true"
-measure "umoci unpack" "rm -rf '$work/umoci'" "umoci unpack --image '$fixture/oci:bookworm' '$work/umoci/bundle'"
+results=$(echo "$tools" | while IFS='|' read -r name _ _; do
+    median=$(awk -F'|' -v n="$name" '$1 == n { print $2 }' "$times" | sort -n |
+        awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+    echo "$name|$median"
+done)
 
 tar_ms=$(echo "$results" | awk -F'|' '$1 == "tar -xzf per layer" { print $2 }')
 echo

@@ -12,3 +12,4 @@ pub mod layer;
 pub mod network;
 pub mod progress;
 pub mod registry;
+pub mod volume;

@@ -46,10 +46,11 @@ pub fn parse_config(text: &[u8], file: &Path) -> Result<Spec> {
 /// Read an exec `process.json` (the `process` object of config.json).
 pub fn load_process(file: &Path) -> Result<Process> {
     let text = std::fs::read(file).map_err(|e| Error::io(format!("read {}", file.display()), e))?;
-    let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::InvalidConfig {
-        file: file.to_path_buf(),
-        message: format!("not valid JSON: {e}"),
-    })?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| Error::InvalidConfig {
+            file: file.to_path_buf(),
+            message: format!("not valid JSON: {e}"),
+        })?;
     crate::capabilities::validate_names(&value, file)?;
     serde_json::from_value(value).map_err(|e| Error::InvalidConfig {
         file: file.to_path_buf(),
@@ -76,9 +77,11 @@ fn check(spec: &Spec, file: &Path) -> Result<()> {
         .linux()
         .as_ref()
         .ok_or_else(|| invalid("no \"linux\" section"))?;
-    let has_mount_ns = linux.namespaces().iter().flatten().any(|n| {
-        n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount
-    });
+    let has_mount_ns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount);
     if !has_mount_ns {
         return Err(invalid(
             "berth-runtime needs a mount namespace: add {\"type\": \"mount\"} to linux.namespaces",
@@ -103,7 +106,11 @@ fn check(spec: &Spec, file: &Path) -> Result<()> {
 
 /// The rootfs as an absolute host path.
 pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
-    let root = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_default();
     let path = if root.is_absolute() {
         root
     } else {
@@ -124,7 +131,8 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
 /// read-only busybox-like rootfs with the usual namespaces and protections.
 pub fn default_spec_json() -> serde_json::Value {
     serde_json::json!({
-        "ociVersion": crate::state::OCI_VERSION,
+        // The version runc's `spec` writes: older runtimes (crun 1.8) refuse later ones.
+        "ociVersion": "1.0.2-dev",
         "process": {
             "terminal": true,
             "user": {"uid": 0, "gid": 0},
@@ -192,13 +200,16 @@ mod tests {
     fn configs_without_a_program_or_mount_namespace_are_refused() {
         let mut v = default_spec_json();
         v["process"]["args"] = serde_json::json!([]);
-        let err = parse_config(&serde_json::to_vec(&v).unwrap(), Path::new("config.json"))
-            .unwrap_err();
-        assert_eq!(err.to_string(), "config.json: process.args is empty: nothing to run");
+        let err =
+            parse_config(&serde_json::to_vec(&v).unwrap(), Path::new("config.json")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config.json: process.args is empty: nothing to run"
+        );
         let mut v = default_spec_json();
         v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}]);
-        let err = parse_config(&serde_json::to_vec(&v).unwrap(), Path::new("config.json"))
-            .unwrap_err();
+        let err =
+            parse_config(&serde_json::to_vec(&v).unwrap(), Path::new("config.json")).unwrap_err();
         assert!(err.to_string().contains("needs a mount namespace"), "{err}");
     }
 
@@ -206,8 +217,14 @@ mod tests {
     fn unknown_capabilities_are_refused_by_name() {
         let mut v = default_spec_json();
         v["process"]["capabilities"]["effective"] = serde_json::json!(["CAP_KILL", "CAP_MAGIC"]);
-        let err = parse_config(&serde_json::to_vec(&v).unwrap(), Path::new("/b/config.json"))
-            .unwrap_err();
-        assert!(err.to_string().contains("unknown capability \"CAP_MAGIC\""), "{err}");
+        let err = parse_config(
+            &serde_json::to_vec(&v).unwrap(),
+            Path::new("/b/config.json"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown capability \"CAP_MAGIC\""),
+            "{err}"
+        );
     }
 }

@@ -117,7 +117,10 @@ impl CapabilitySets {
                 let errno = nix::errno::Errno::last();
                 // EINVAL: the kernel does not know this number; nothing to drop.
                 if errno != nix::errno::Errno::EINVAL {
-                    return Err(Error::sys(format!("drop capability {cap} from the bounding set"), errno));
+                    return Err(Error::sys(
+                        format!("drop capability {cap} from the bounding set"),
+                        errno,
+                    ));
                 }
             }
         }
@@ -138,7 +141,10 @@ impl CapabilitySets {
             )
         };
         if rc != 0 {
-            return Err(Error::sys("clear ambient capabilities", nix::errno::Errno::last()));
+            return Err(Error::sys(
+                "clear ambient capabilities",
+                nix::errno::Errno::last(),
+            ));
         }
         for cap in &self.ambient {
             // SAFETY: prctl with integer arguments only.
@@ -179,7 +185,11 @@ struct CapData {
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// `capset(2)` with the three sets in two 32-bit words each (version 3).
-fn capset(effective: &BTreeSet<u8>, permitted: &BTreeSet<u8>, inheritable: &BTreeSet<u8>) -> Result<()> {
+fn capset(
+    effective: &BTreeSet<u8>,
+    permitted: &BTreeSet<u8>,
+    inheritable: &BTreeSet<u8>,
+) -> Result<()> {
     let mut data = [CapData::default(); 2];
     let mut put = |set: &BTreeSet<u8>, pick: fn(&mut CapData) -> &mut u32| {
         for cap in set {
@@ -198,7 +208,13 @@ fn capset(effective: &BTreeSet<u8>, permitted: &BTreeSet<u8>, inheritable: &BTre
     };
     // SAFETY: header and data are valid, properly laid out (#[repr(C)])
     // structures of the sizes capset(2) expects for version 3.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
     if rc != 0 {
         return Err(Error::sys(
             "capset (effective must be within permitted)",

@@ -67,7 +67,8 @@ pub fn channel() -> Result<(ParentChannel, ChildChannel)> {
 }
 
 fn send(sock: &OwnedFd, message: &Message) -> Result<()> {
-    let bytes = serde_json::to_vec(message).map_err(|e| Error::step("encode message", e.to_string()))?;
+    let bytes =
+        serde_json::to_vec(message).map_err(|e| Error::step("encode message", e.to_string()))?;
     socket::send(
         std::os::fd::AsRawFd::as_raw_fd(sock),
         &bytes,
@@ -81,7 +82,11 @@ fn send(sock: &OwnedFd, message: &Message) -> Result<()> {
 fn receive(sock: &OwnedFd) -> Result<Option<Message>> {
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
-        match socket::recv(std::os::fd::AsRawFd::as_raw_fd(sock), &mut buf, MsgFlags::empty()) {
+        match socket::recv(
+            std::os::fd::AsRawFd::as_raw_fd(sock),
+            &mut buf,
+            MsgFlags::empty(),
+        ) {
             Ok(0) => return Ok(None),
             Ok(n) => {
                 return serde_json::from_slice(&buf[..n])

@@ -77,7 +77,11 @@ pub struct CreateOptions {
 }
 
 impl CreateOptions {
-    pub fn new(id: impl Into<String>, bundle: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        bundle: impl Into<PathBuf>,
+        root: impl Into<PathBuf>,
+    ) -> Self {
         CreateOptions {
             id: id.into(),
             bundle: bundle.into(),
@@ -160,7 +164,10 @@ fn spec_cgroups_path(spec: &Spec) -> Option<PathBuf> {
 }
 
 fn manager_for(spec: &Spec, id: &str) -> Result<Box<dyn CgroupManager>> {
-    Ok(cgroups::manager_for(spec_cgroups_path(spec).as_deref(), id)?)
+    Ok(cgroups::manager_for(
+        spec_cgroups_path(spec).as_deref(),
+        id,
+    )?)
 }
 
 /// Create the container: everything up to (not including) running its
@@ -209,10 +216,14 @@ pub fn create(opts: CreateOptions) -> Result<Created> {
         }
         _ => None,
     };
-    let rlimits = rlimits::from_spec(process.rlimits().as_deref().unwrap_or(&[]))?;
-    rlimits::check_against_host(&rlimits)?;
+    let rlimits = rlimits::fit_to_host(&rlimits::from_spec(
+        process.rlimits().as_deref().unwrap_or(&[]),
+    )?)?;
     let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
-    let capabilities = process.capabilities().as_ref().map(CapabilitySets::from_spec);
+    let capabilities = process
+        .capabilities()
+        .as_ref()
+        .map(CapabilitySets::from_spec);
     let all_devices = devices::all_devices(linux.devices().as_deref().unwrap_or(&[]))?;
     let mounts = spec.mounts().clone().unwrap_or_default();
     let plan = RootfsPlan {
@@ -263,13 +274,22 @@ pub fn create(opts: CreateOptions) -> Result<Created> {
         rootfs: rootfs.clone(),
         created: chrono::Utc::now(),
         owner: String::new(),
-        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         init_start_time: 0,
     };
     let user = process.user();
     let config = init::InitConfig {
         plan,
-        joins: if ns.join_before_clone { Vec::new() } else { take_joins(&ns)? },
+        joins: if ns.join_before_clone {
+            Vec::new()
+        } else {
+            take_joins(&ns)?
+        },
         new_user_ns: ns.new_user,
         unshare_later: ns.unshare_later,
         time_offsets,
@@ -285,7 +305,11 @@ pub fn create(opts: CreateOptions) -> Result<Created> {
         console_size: process
             .console_size()
             .map(|b| (b.height() as u16, b.width() as u16)),
-        readonly_root: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+        readonly_root: spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false),
         no_pivot: opts.no_pivot,
         rlimits,
         capabilities,
@@ -337,7 +361,11 @@ pub fn create(opts: CreateOptions) -> Result<Created> {
     // The init asks for the runtime-side hooks once, then reports Created.
     while let InitEvent::RunHooks = parent_channel.wait_for_init()? {
         let json = hook_state.hook_json();
-        hooks::run_all(HookKind::Prestart, &HookKind::Prestart.of(spec.hooks().as_ref()), &json)?;
+        hooks::run_all(
+            HookKind::Prestart,
+            &HookKind::Prestart.of(spec.hooks().as_ref()),
+            &json,
+        )?;
         hooks::run_all(
             HookKind::CreateRuntime,
             &HookKind::CreateRuntime.of(spec.hooks().as_ref()),
@@ -378,7 +406,10 @@ fn take_joins(ns: &NamespacePlan) -> Result<Vec<namespaces::Join>> {
             Ok(namespaces::Join {
                 kind: j.kind,
                 path: j.path.clone(),
-                fd: j.fd.try_clone().map_err(|e| Error::io("dup a namespace fd", e))?,
+                fd: j
+                    .fd
+                    .try_clone()
+                    .map_err(|e| Error::io("dup a namespace fd", e))?,
             })
         })
         .collect()
@@ -401,12 +432,14 @@ fn console_sockets(console: &Console) -> Result<(Option<OwnedFd>, Option<OwnedFd
     match console {
         Console::None => Ok((None, None)),
         Console::Socket(path) => {
-            let stream = UnixStream::connect(path)
-                .map_err(|e| Error::io(format!("connect to console socket {}", path.display()), e))?;
+            let stream = UnixStream::connect(path).map_err(|e| {
+                Error::io(format!("connect to console socket {}", path.display()), e)
+            })?;
             Ok((Some(stream.into()), None))
         }
         Console::Return => {
-            let (a, b) = UnixStream::pair().map_err(|e| Error::io("socketpair for the terminal", e))?;
+            let (a, b) =
+                UnixStream::pair().map_err(|e| Error::io("socketpair for the terminal", e))?;
             Ok((Some(a.into()), Some(b.into())))
         }
     }
@@ -418,7 +451,12 @@ fn open_path(path: &Path) -> Result<OwnedFd> {
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .map_err(|e| Error::sys(format!("open {}", path.display()), nix::errno::Errno::from_raw(e.raw_os_error())))
+    .map_err(|e| {
+        Error::sys(
+            format!("open {}", path.display()),
+            nix::errno::Errno::from_raw(e.raw_os_error()),
+        )
+    })
 }
 
 /// The fifo the init blocks on until `start`: writable by anyone (the init
@@ -436,7 +474,10 @@ fn make_exec_fifo(path: &Path, linux: &oci_spec::runtime::Linux) -> Result<Owned
             .find(|m| m.container_id() == 0)
             .map(|m| m.host_id())
     };
-    if let (Some(uid), Some(gid)) = (host_root(linux.uid_mappings()), host_root(linux.gid_mappings())) {
+    if let (Some(uid), Some(gid)) = (
+        host_root(linux.uid_mappings()),
+        host_root(linux.gid_mappings()),
+    ) {
         nix::unistd::chown(
             path,
             Some(nix::unistd::Uid::from_raw(uid)),
@@ -452,7 +493,10 @@ fn open_init(record: &Record) -> Result<OwnedFd> {
     // SAFETY: pidfd_open with a pid and no flags; returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, record.pid, 0) };
     if fd < 0 {
-        return Err(Error::sys(format!("pidfd_open {}", record.pid), nix::errno::Errno::last()));
+        return Err(Error::sys(
+            format!("pidfd_open {}", record.pid),
+            nix::errno::Errno::last(),
+        ));
     }
     // SAFETY: a fresh fd from the kernel, owned by no one else.
     let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
@@ -479,7 +523,10 @@ fn pidfd_send_signal(pidfd: &OwnedFd, signal: Signal) -> Result<()> {
         )
     };
     if rc != 0 {
-        return Err(Error::sys(format!("send {signal}"), nix::errno::Errno::last()));
+        return Err(Error::sys(
+            format!("send {signal}"),
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(())
 }
@@ -526,13 +573,17 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .map_err(|e| Error::sys(format!("open {}", fifo_path.display()), nix::errno::Errno::from_raw(e.raw_os_error())))?;
+    .map_err(|e| {
+        Error::sys(
+            format!("open {}", fifo_path.display()),
+            nix::errno::Errno::from_raw(e.raw_os_error()),
+        )
+    })?;
     let report = read_fifo_until_exec(&fifo, &pidfd)?;
     let _ = std::fs::remove_file(&fifo_path);
     if !report.is_empty() {
-        let wire: WireError = serde_json::from_slice(&report).map_err(|e| {
-            Error::step("start", format!("unreadable report from the init: {e}"))
-        })?;
+        let wire: WireError = serde_json::from_slice(&report)
+            .map_err(|e| Error::step("start", format!("unreadable report from the init: {e}")))?;
         return Err(wire.into());
     }
     let mut state = record.state(&dir.path);
@@ -580,7 +631,10 @@ fn read_fifo_until_exec(fifo: &OwnedFd, pidfd: &OwnedFd) -> Result<Vec<u8>> {
                 Ok(k) => report.extend_from_slice(&buf[..k]),
                 Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
-                    return Err(Error::sys("read exec.fifo", nix::errno::Errno::from_raw(e.raw_os_error())))
+                    return Err(Error::sys(
+                        "read exec.fifo",
+                        nix::errno::Errno::from_raw(e.raw_os_error()),
+                    ))
                 }
             }
             continue;
@@ -636,6 +690,11 @@ pub fn kill(root: &Path, id: &str, signal: Signal, all: bool) -> Result<()> {
 
 /// Remove a container: its processes (with `force`, or when only created),
 /// its cgroup and its state; then run the poststop hooks.
+///
+/// A caller whose child the init is (the monitor) should reap it first:
+/// cgroup v1 keeps an unreaped zombie in its cgroup, which cannot be removed
+/// until then (`delete` waits up to the driver's timeout, then fails with
+/// [`crate::cgroups::CgroupError::Busy`]).
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let dir = match StateDir::open(root, id) {
         Ok(dir) => dir,
@@ -695,7 +754,10 @@ fn stop_init(record: &Record, cgroup: &dyn CgroupManager) -> Result<()> {
         if !wait_exit(&pidfd, Duration::from_secs(10)) {
             return Err(Error::step(
                 "delete",
-                format!("the init (pid {}) did not exit within 10 s of SIGKILL", record.pid),
+                format!(
+                    "the init (pid {}) did not exit within 10 s of SIGKILL",
+                    record.pid
+                ),
             ));
         }
     }
@@ -795,8 +857,9 @@ pub fn exec(root: &Path, id: &str, process: Process, opts: ExecOptions) -> Resul
         .flatten()
         .map(|n| namespaces::flag_of(n.typ()))
         .fold(CloneFlags::empty(), |acc, f| acc | f);
-    let rlimits = rlimits::from_spec(process.rlimits().as_deref().unwrap_or(&[]))?;
-    rlimits::check_against_host(&rlimits)?;
+    let rlimits = rlimits::fit_to_host(&rlimits::from_spec(
+        process.rlimits().as_deref().unwrap_or(&[]),
+    )?)?;
     let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
     let cgroup = manager_for(&record.config, id)?;
     let pidfd = open_init(&record)?;
@@ -814,7 +877,19 @@ pub fn exec(root: &Path, id: &str, process: Process, opts: ExecOptions) -> Resul
             .map(|b| (b.height() as u16, b.width() as u16)),
         oom_score_adj: process.oom_score_adj(),
         rlimits,
-        capabilities: process.capabilities().as_ref().map(CapabilitySets::from_spec),
+        // No capabilities in the exec'd process: the container's own (as runc),
+        // never the runtime's full set.
+        capabilities: process
+            .capabilities()
+            .as_ref()
+            .or_else(|| {
+                record
+                    .config
+                    .process()
+                    .as_ref()
+                    .and_then(|p| p.capabilities().as_ref())
+            })
+            .map(CapabilitySets::from_spec),
         identity: Identity::from_spec(user),
         umask: user.umask().unwrap_or(0o022),
         no_new_privs: process.no_new_privileges().unwrap_or(false),
@@ -844,8 +919,12 @@ pub fn exec(root: &Path, id: &str, process: Process, opts: ExecOptions) -> Resul
         }
         err
     };
-    cgroup.add_process(pid).map_err(|e| kill_on_error(e.into()))?;
-    parent_channel.send_go(pid.as_raw()).map_err(kill_on_error)?;
+    cgroup
+        .add_process(pid)
+        .map_err(|e| kill_on_error(e.into()))?;
+    parent_channel
+        .send_go(pid.as_raw())
+        .map_err(kill_on_error)?;
     let console = match console_for_us {
         Some(sock) => match crate::terminal::recv_fd(sock.as_fd()) {
             Ok(fd) => Some(fd),

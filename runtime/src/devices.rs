@@ -192,7 +192,10 @@ pub fn create_dev_symlinks(sys: &dyn Syscall, root: &Rootfs) -> Result<()> {
 /// The device cgroup rules for a container: config.json's, then an allow rule
 /// for each device the runtime creates (as runc does), so that a config with
 /// only "deny all" still leaves /dev/null usable.
-pub fn cgroup_rules(spec_rules: &[LinuxDeviceCgroup], devices: &[Device]) -> Vec<LinuxDeviceCgroup> {
+pub fn cgroup_rules(
+    spec_rules: &[LinuxDeviceCgroup],
+    devices: &[Device],
+) -> Vec<LinuxDeviceCgroup> {
     let mut rules = spec_rules.to_vec();
     let allow = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>| {
         let mut rule = LinuxDeviceCgroup::default();
@@ -239,7 +242,10 @@ mod tests {
         null.set_file_mode(Some(0o600));
         let all = all_devices(&[fuse, null]).unwrap();
         assert_eq!(all.len(), 7);
-        let null = all.iter().find(|d| d.path == Path::new("/dev/null")).unwrap();
+        let null = all
+            .iter()
+            .find(|d| d.path == Path::new("/dev/null"))
+            .unwrap();
         assert_eq!(null.mode, 0o600);
     }
 

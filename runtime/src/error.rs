@@ -163,11 +163,25 @@ impl From<rustix::io::Errno> for ErrnoLike {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "error", rename_all = "snake_case")]
 pub enum WireError {
-    ExecNotFound { path: String },
-    ExecDenied { path: String, errno: i32 },
-    Syscall { step: String, errno: i32 },
-    Hook { kind: String, path: PathBuf, detail: String },
-    Other { message: String },
+    ExecNotFound {
+        path: String,
+    },
+    ExecDenied {
+        path: String,
+        errno: i32,
+    },
+    Syscall {
+        step: String,
+        errno: i32,
+    },
+    Hook {
+        kind: String,
+        path: PathBuf,
+        detail: String,
+    },
+    Other {
+        message: String,
+    },
 }
 
 impl From<&Error> for WireError {

@@ -21,7 +21,10 @@ pub fn install_stdio(fds: [BorrowedFd<'_>; 3]) -> Result<()> {
         // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a valid fd returns a new fd we own.
         let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
         if copy < 0 {
-            return Err(Error::sys("duplicate a stdio fd", nix::errno::Errno::last()));
+            return Err(Error::sys(
+                "duplicate a stdio fd",
+                nix::errno::Errno::last(),
+            ));
         }
         high.push(copy);
     }
@@ -29,7 +32,10 @@ pub fn install_stdio(fds: [BorrowedFd<'_>; 3]) -> Result<()> {
         // SAFETY: dup3 onto 0..2 with fds we own; the copies are closed after.
         let rc = unsafe { libc::dup3(*source, target as RawFd, 0) };
         if rc < 0 {
-            return Err(Error::sys(format!("dup3 onto fd {target}"), nix::errno::Errno::last()));
+            return Err(Error::sys(
+                format!("dup3 onto fd {target}"),
+                nix::errno::Errno::last(),
+            ));
         }
     }
     for source in high {
@@ -60,8 +66,8 @@ pub fn close_on_exec_all_but(preserve: u32) -> Result<()> {
         return Ok(());
     }
     // Kernels before 5.11: walk /proc/self/fd.
-    let entries = std::fs::read_dir("/proc/self/fd")
-        .map_err(|e| Error::io("list /proc/self/fd", e))?;
+    let entries =
+        std::fs::read_dir("/proc/self/fd").map_err(|e| Error::io("list /proc/self/fd", e))?;
     let fds: Vec<RawFd> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse().ok())

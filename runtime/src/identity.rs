@@ -31,12 +31,21 @@ impl Identity {
     /// Switch ids, keeping the permitted capabilities.
     pub fn switch(&self) -> Result<()> {
         set_keepcaps(true)?;
-        let groups: Vec<Gid> = self.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+        let groups: Vec<Gid> = self
+            .additional_gids
+            .iter()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
         match nix::unistd::setgroups(&groups) {
             Ok(()) => {}
             // A user namespace with setgroups denied: fine when there are none to set.
             Err(nix::errno::Errno::EPERM) if groups.is_empty() => {}
-            Err(e) => return Err(Error::sys(format!("setgroups {:?}", self.additional_gids), e)),
+            Err(e) => {
+                return Err(Error::sys(
+                    format!("setgroups {:?}", self.additional_gids),
+                    e,
+                ))
+            }
         }
         let gid = Gid::from_raw(self.gid);
         nix::unistd::setresgid(gid, gid, gid)
@@ -52,7 +61,10 @@ fn set_keepcaps(on: bool) -> Result<()> {
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, on as libc::c_ulong, 0, 0, 0) };
     if rc != 0 {
-        return Err(Error::sys("prctl(PR_SET_KEEPCAPS)", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "prctl(PR_SET_KEEPCAPS)",
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(())
 }
@@ -62,7 +74,10 @@ pub fn set_no_new_privs() -> Result<()> {
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     if rc != 0 {
-        return Err(Error::sys("prctl(PR_SET_NO_NEW_PRIVS)", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "prctl(PR_SET_NO_NEW_PRIVS)",
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(())
 }
@@ -75,7 +90,10 @@ pub fn set_non_dumpable() -> Result<()> {
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if rc != 0 {
-        return Err(Error::sys("prctl(PR_SET_DUMPABLE, 0)", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "prctl(PR_SET_DUMPABLE, 0)",
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(())
 }

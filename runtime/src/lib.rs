@@ -39,7 +39,7 @@
 //! let mut process = oci_spec::runtime::Process::default();
 //! process.set_args(Some(vec!["sh".into(), "-c".into(), "id".into()]));
 //! process.set_terminal(Some(false));
-//! process.set_capabilities(None);
+//! process.set_capabilities(None); // None: the container's own set
 //! let mut u = oci_spec::runtime::User::default();
 //! u.set_uid(user.uid);
 //! u.set_gid(user.gid);
@@ -81,8 +81,8 @@ pub mod terminal;
 pub mod user;
 
 pub use container::{
-    create, delete, exec, kill, list, pause, ps, resume, start, state, update, Console, CreateOptions,
-    Created, ExecOptions, Executed, Stdio,
+    create, delete, exec, kill, list, pause, ps, resume, start, state, update, Console,
+    CreateOptions, Created, ExecOptions, Executed, Stdio,
 };
 pub use error::{Error, Result};
 pub use state::{ContainerState, Status};

@@ -140,7 +140,8 @@ impl NamespacePlan {
         }
         if has_maps && !plan.new_user {
             return Err(config_error(
-                "linux.uidMappings/gidMappings are given but no new user namespace is asked for".into(),
+                "linux.uidMappings/gidMappings are given but no new user namespace is asked for"
+                    .into(),
             ));
         }
         // User first: the other joins then happen with its privileges.
@@ -206,14 +207,17 @@ pub fn id_map_text(mappings: &[LinuxIdMapping]) -> String {
 pub fn write_id_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<()> {
     let write = |file: &str, text: String| {
         let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text.as_bytes()).map_err(|e| Error::io(format!("write {path} ({})", text.trim()), e))
+        std::fs::write(&path, text.as_bytes())
+            .map_err(|e| Error::io(format!("write {path} ({})", text.trim()), e))
     };
     write("uid_map", id_map_text(uids))?;
     write("gid_map", id_map_text(gids))
 }
 
 /// `/proc/self/timens_offsets` text for `linux.timeOffsets`.
-pub fn time_offsets_text(offsets: &std::collections::HashMap<String, oci_spec::runtime::LinuxTimeOffset>) -> Result<String> {
+pub fn time_offsets_text(
+    offsets: &std::collections::HashMap<String, oci_spec::runtime::LinuxTimeOffset>,
+) -> Result<String> {
     let mut lines = Vec::new();
     let mut keys: Vec<&String> = offsets.keys().collect();
     keys.sort();
@@ -300,7 +304,10 @@ mod tests {
         assert!(twice.unwrap_err().to_string().contains("twice"));
         let user_without_maps =
             NamespacePlan::from_spec(&ns(serde_json::json!([{"type": "user"}])), &[], &[]);
-        assert!(user_without_maps.unwrap_err().to_string().contains("uidMappings"));
+        assert!(user_without_maps
+            .unwrap_err()
+            .to_string()
+            .contains("uidMappings"));
         let missing = NamespacePlan::from_spec(
             &ns(serde_json::json!([{"type": "network", "path": "/nonexistent/ns"}])),
             &[],

@@ -5,8 +5,10 @@
 //!
 //! Raising a *hard* limit above the current one needs CAP_SYS_RESOURCE, which
 //! a runtime does not always have (root on this project's CI lacks it: the
-//! hard nofile limit there is 20000). Such a request is refused before the
-//! container is created, with the numbers, instead of failing half-way.
+//! hard nofile limit there is 20000). The runtime never insists: such a
+//! limit is lowered to what the host allows, with a warning ([`fit_to_host`]).
+//! Requests that cannot mean anything (soft above hard, a limit given twice)
+//! are refused before the container is created.
 
 use oci_spec::runtime::{PosixRlimit, PosixRlimitType};
 
@@ -85,29 +87,41 @@ pub fn current(resource: libc::__rlimit_resource_t) -> Result<(u64, u64)> {
     Ok((now.rlim_cur, now.rlim_max))
 }
 
-/// Refuse hard limits above the host's when the runtime cannot raise them.
-pub fn check_against_host(limits: &[Rlimit]) -> Result<()> {
-    let can_raise = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE)
-        .unwrap_or(false);
+/// Without CAP_SYS_RESOURCE a process may lower its hard limits but never
+/// raise them: a limit above the host's hard limit is lowered to it (soft
+/// too, if it was above), with a warning naming both numbers, rather than
+/// failing the container. (podman asks for nofile and nproc = 1048576 as
+/// root, which a host like this project's CI cannot grant.)
+pub fn fit_to_host(limits: &[Rlimit]) -> Result<Vec<Rlimit>> {
+    let can_raise = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .unwrap_or(false);
     if can_raise {
-        return Ok(());
+        return Ok(limits.to_vec());
     }
+    let mut fitted = Vec::with_capacity(limits.len());
     for limit in limits {
         let (_, host_hard) = current(limit.resource)?;
+        let mut fit = *limit;
         if limit.hard > host_hard {
-            return Err(Error::InvalidConfig {
-                file: "config.json".into(),
-                message: format!(
-                    "process.rlimits {}: hard limit {} is above this host's {} and berth-runtime lacks CAP_SYS_RESOURCE to raise it; ask for at most {}",
-                    limit.name,
-                    fmt_limit(limit.hard),
-                    fmt_limit(host_hard),
-                    fmt_limit(host_hard)
-                ),
-            });
+            fit.hard = host_hard;
+            fit.soft = limit.soft.min(host_hard);
+            tracing::warn!(
+                "process.rlimits {}: soft={} hard={} asked, but this host's hard limit is {} and berth-runtime lacks CAP_SYS_RESOURCE to raise it; using soft={} hard={}",
+                limit.name,
+                fmt_limit(limit.soft),
+                fmt_limit(limit.hard),
+                fmt_limit(host_hard),
+                fmt_limit(fit.soft),
+                fmt_limit(fit.hard)
+            );
         }
+        fitted.push(fit);
     }
-    Ok(())
+    Ok(fitted)
 }
 
 fn fmt_limit(v: u64) -> String {
@@ -166,23 +180,28 @@ mod tests {
     }
 
     #[test]
-    fn a_limit_above_the_host_hard_limit_is_refused_without_cap_sys_resource() {
-        let has = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE)
-            .unwrap();
+    fn a_limit_above_the_host_hard_limit_is_lowered_without_cap_sys_resource() {
+        let has = caps::has_cap(
+            None,
+            caps::CapSet::Effective,
+            caps::Capability::CAP_SYS_RESOURCE,
+        )
+        .unwrap();
         let (_, hard) = current(libc::RLIMIT_NOFILE).unwrap();
         if hard == libc::RLIM_INFINITY {
             return; // nothing is above unlimited
         }
         let limits = from_spec(&rl(serde_json::json!([
-            {"type": "RLIMIT_NOFILE", "soft": 1, "hard": hard + 1}
+            {"type": "RLIMIT_NOFILE", "soft": hard + 5, "hard": hard + 10},
+            {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}
         ])))
         .unwrap();
-        let result = check_against_host(&limits);
-        assert_eq!(result.is_err(), !has, "{result:?}");
-        let within = from_spec(&rl(serde_json::json!([
-            {"type": "RLIMIT_NOFILE", "soft": 1, "hard": hard}
-        ])))
-        .unwrap();
-        check_against_host(&within).unwrap();
+        let fitted = fit_to_host(&limits).unwrap();
+        if has {
+            assert_eq!(fitted, limits, "with CAP_SYS_RESOURCE nothing changes");
+        } else {
+            assert_eq!((fitted[0].soft, fitted[0].hard), (hard, hard));
+        }
+        assert_eq!(fitted[1], limits[1], "a limit within the host's is kept");
     }
 }

@@ -55,7 +55,7 @@ pub struct CompiledFilter {
 /// A rule set for one action: syscall number -> rules (empty: always matches).
 type RuleMap = BTreeMap<i64, Option<Vec<SeccompRule>>>;
 
-/// Compile config.json's profile; `None` when there is none.
+/// Compile config.json's profile into the BPF programs to install.
 pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledFilter> {
     let arch = TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|e| Error::Seccomp(format!("unsupported architecture: {e}")))?;
@@ -309,13 +309,18 @@ mod tests {
                     let r2 = libc::mkdirat(libc::AT_FDCWD, allowed.as_ptr(), 0o755);
                     let r3 = libc::syscall(libc::SYS_getppid);
                     let e3 = *libc::__errno_location();
-                    let ok = r1 == -1 && e1 == libc::EPERM && r2 == 0 && r3 == -1 && e3 == libc::ENOSYS;
+                    let ok =
+                        r1 == -1 && e1 == libc::EPERM && r2 == 0 && r3 == -1 && e3 == libc::ENOSYS;
                     libc::_exit(if ok { 0 } else { 1 });
                 }
             }
             pid => {
-                let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
-                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 0));
+                let status =
+                    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+                assert_eq!(
+                    status,
+                    nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 0)
+                );
                 assert!(!dir.path().join("a").exists());
                 assert!(dir.path().join("b").exists());
             }

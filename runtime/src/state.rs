@@ -174,9 +174,7 @@ impl StateDir {
             Err(Error::Syscall {
                 errno: nix::errno::Errno::ENOENT,
                 ..
-            }) => {
-                return Err(Error::NotFound(id.to_string()))
-            }
+            }) => return Err(Error::NotFound(id.to_string())),
             Err(e) => return Err(e),
         };
         // Deleted while we waited for the lock?
@@ -207,7 +205,8 @@ impl StateDir {
     }
 
     pub fn write(&self, record: &Record) -> Result<()> {
-        let json = serde_json::to_vec(record).map_err(|e| Error::step("encode state", e.to_string()))?;
+        let json =
+            serde_json::to_vec(record).map_err(|e| Error::step("encode state", e.to_string()))?;
         write_atomically(&self.path.join(STATE_FILE), &json)
     }
 
@@ -235,9 +234,17 @@ fn lock_dir(path: &Path) -> Result<OwnedFd> {
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .map_err(|e| Error::sys(format!("open {}", path.display()), nix::errno::Errno::from_raw(e.raw_os_error())))?;
+    .map_err(|e| {
+        Error::sys(
+            format!("open {}", path.display()),
+            nix::errno::Errno::from_raw(e.raw_os_error()),
+        )
+    })?;
     rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
-        Error::sys(format!("lock {}", path.display()), nix::errno::Errno::from_raw(e.raw_os_error()))
+        Error::sys(
+            format!("lock {}", path.display()),
+            nix::errno::Errno::from_raw(e.raw_os_error()),
+        )
     })?;
     Ok(dir)
 }
@@ -294,7 +301,9 @@ impl Record {
             return false;
         }
         match proc_stat(self.pid) {
-            Some(stat) => stat.start_time == self.init_start_time && !matches!(stat.state, 'Z' | 'X'),
+            Some(stat) => {
+                stat.start_time == self.init_start_time && !matches!(stat.state, 'Z' | 'X')
+            }
             None => false,
         }
     }
@@ -321,7 +330,11 @@ impl Record {
             oci_version: OCI_VERSION.to_string(),
             id: self.id.clone(),
             status,
-            pid: if status == Status::Stopped { 0 } else { self.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
             bundle: self.bundle.clone(),
             rootfs: self.rootfs.clone(),
             created: self.created,
@@ -368,7 +381,8 @@ mod tests {
 
     #[test]
     fn proc_stat_survives_odd_command_names() {
-        let line = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
+        let line =
+            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
         let stat = parse_proc_stat(line).unwrap();
         assert_eq!(stat.state, 'S');
         assert_eq!(stat.start_time, 987654);

@@ -103,8 +103,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok[0].0, "kernel.shmmax");
-        let err = validate(&map(&[("net.ipv4.ip_forward", "1")]), OwnNamespaces::default())
-            .unwrap_err();
+        let err = validate(
+            &map(&[("net.ipv4.ip_forward", "1")]),
+            OwnNamespaces::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("own network namespace"), "{err}");
         let err = validate(&map(&[("vm.swappiness", "1")]), all).unwrap_err();
         assert!(err.to_string().contains("not namespaced"), "{err}");

@@ -35,16 +35,27 @@ pub fn open_pty(ptmx: &Path) -> Result<Pty> {
         rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .map_err(|e| Error::sys(format!("open {}", ptmx.display()), nix::errno::Errno::from_raw(e.raw_os_error())))?;
+    .map_err(|e| {
+        Error::sys(
+            format!("open {}", ptmx.display()),
+            nix::errno::Errno::from_raw(e.raw_os_error()),
+        )
+    })?;
     let unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK takes a pointer to an int, valid for the call.
     if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } != 0 {
-        return Err(Error::sys("unlock the pty (TIOCSPTLCK)", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "unlock the pty (TIOCSPTLCK)",
+            nix::errno::Errno::last(),
+        ));
     }
     let mut number: libc::c_uint = 0;
     // SAFETY: TIOCGPTN writes an unsigned int through the valid pointer.
     if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut number) } != 0 {
-        return Err(Error::sys("get the pty number (TIOCGPTN)", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "get the pty number (TIOCGPTN)",
+            nix::errno::Errno::last(),
+        ));
     }
     // SAFETY: TIOCGPTPEER returns a new fd (which we then own) or -1.
     let slave = unsafe {
@@ -55,7 +66,10 @@ pub fn open_pty(ptmx: &Path) -> Result<Pty> {
         )
     };
     if slave < 0 {
-        return Err(Error::sys("open the pty slave (TIOCGPTPEER)", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "open the pty slave (TIOCGPTPEER)",
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(Pty {
         master,
@@ -75,7 +89,10 @@ pub fn set_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<()> {
     };
     // SAFETY: TIOCSWINSZ reads a winsize through the valid pointer.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size) } != 0 {
-        return Err(Error::sys("set the terminal size (TIOCSWINSZ)", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "set the terminal size (TIOCSWINSZ)",
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(())
 }
@@ -90,7 +107,11 @@ pub fn bind_console(sys: &dyn Syscall, pty: &Pty) -> Result<()> {
         .map_err(|e| Error::io("create /dev/console", e))?;
     let slave = Target::new(
         format!("/dev/pts/{}", pty.number).into(),
-        Some(pty.slave.try_clone().map_err(|e| Error::io("dup the pty slave", e))?),
+        Some(
+            pty.slave
+                .try_clone()
+                .map_err(|e| Error::io("dup the pty slave", e))?,
+        ),
     );
     sys.mount(
         Source::Target(&slave),
@@ -107,7 +128,10 @@ pub fn take_as_controlling_terminal(slave: &OwnedFd) -> Result<()> {
     nix::unistd::setsid().map_err(|e| Error::sys("setsid", e))?;
     // SAFETY: TIOCSCTTY with an integer argument on a valid tty fd.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
-        return Err(Error::sys("make the pty the controlling terminal (TIOCSCTTY)", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "make the pty the controlling terminal (TIOCSCTTY)",
+            nix::errno::Errno::last(),
+        ));
     }
     crate::fds::install_stdio([
         std::os::fd::AsFd::as_fd(slave),
@@ -122,8 +146,14 @@ pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>, name: &str) -> Result
     let fds = [fd.as_raw_fd()];
     let payload = [IoSlice::new(name.as_bytes())];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    socket::sendmsg::<()>(socket.as_raw_fd(), &payload, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
-        .map_err(|e| Error::sys("send the terminal over the console socket", e))?;
+    socket::sendmsg::<()>(
+        socket.as_raw_fd(),
+        &payload,
+        &cmsg,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|e| Error::sys("send the terminal over the console socket", e))?;
     Ok(())
 }
 
@@ -139,7 +169,10 @@ pub fn recv_fd(socket: BorrowedFd<'_>) -> Result<OwnedFd> {
         MsgFlags::MSG_CMSG_CLOEXEC,
     )
     .map_err(|e| Error::sys("receive the terminal", e))?;
-    for cmsg in msg.cmsgs().map_err(|e| Error::sys("read control messages", e))? {
+    for cmsg in msg
+        .cmsgs()
+        .map_err(|e| Error::sys("read control messages", e))?
+    {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             if let Some(&fd) = fds.first() {
                 // SAFETY: the kernel installed this fd for us; we own it now.

@@ -286,7 +286,10 @@ mod tests {
         assert_eq!(app.home, "/home/app");
         assert_eq!(resolve("1000").unwrap(), app);
         let unknown = resolve("4242").unwrap();
-        assert_eq!((unknown.uid, unknown.gid, unknown.home.as_str()), (4242, 0, "/"));
+        assert_eq!(
+            (unknown.uid, unknown.gid, unknown.home.as_str()),
+            (4242, 0, "/")
+        );
         assert_eq!(resolve("").unwrap().uid, 0);
         let short = resolve("short").unwrap();
         assert_eq!(short.home, "/");
@@ -348,7 +351,10 @@ mod tests {
         std::fs::write(root.join("etc/passwd"), "svc:x:77:88::/srv:/bin/sh\n").unwrap();
         std::fs::write(root.join("etc/group"), "extra:x:99:svc\n").unwrap();
         let r = resolve_user(&root, "svc").unwrap();
-        assert_eq!((r.uid, r.gid, r.additional_gids.clone()), (77, 88, vec![99]));
+        assert_eq!(
+            (r.uid, r.gid, r.additional_gids.clone()),
+            (77, 88, vec![99])
+        );
         // No passwd at all: numeric users still work.
         let empty = dir.path().join("empty");
         std::fs::create_dir_all(&empty).unwrap();

@@ -70,7 +70,14 @@ fn id(prefix: &str) -> String {
 fn create_start_wait_delete_with_pipes() {
     require_root();
     let state = tempfile::tempdir().unwrap();
-    let b = bundle(&["sh", "-c", "read line; echo got $line; echo oops >&2; exit 3"], false);
+    let b = bundle(
+        &[
+            "sh",
+            "-c",
+            "read line; echo got $line; echo oops >&2; exit 3",
+        ],
+        false,
+    );
     let (stdin_r, stdin_w) = pipe();
     let (stdout_r, stdout_w) = pipe();
     let (stderr_r, stderr_w) = pipe();
@@ -78,7 +85,10 @@ fn create_start_wait_delete_with_pipes() {
     let mut opts = CreateOptions::new(&name, b.path(), state.path());
     opts.stdio = Stdio::Fds([stdin_r, stdout_w, stderr_w]);
     let created = rt::create(opts).unwrap();
-    assert_eq!(rt::state(state.path(), &name).unwrap().status, rt::Status::Created);
+    assert_eq!(
+        rt::state(state.path(), &name).unwrap().status,
+        rt::Status::Created
+    );
     rt::start(state.path(), &name).unwrap();
     rustix::io::write(&stdin_w, b"hello\n").unwrap();
     drop(stdin_w);
@@ -87,9 +97,15 @@ fn create_start_wait_delete_with_pipes() {
     assert_eq!(status, WaitStatus::Exited(created.pid, 3));
     assert_eq!(read_all(stdout_r), "got hello\n");
     assert_eq!(read_all(stderr_r), "oops\n");
-    assert_eq!(rt::state(state.path(), &name).unwrap().status, rt::Status::Stopped);
+    assert_eq!(
+        rt::state(state.path(), &name).unwrap().status,
+        rt::Status::Stopped
+    );
     rt::delete(state.path(), &name, false).unwrap();
-    assert!(matches!(rt::state(state.path(), &name), Err(rt::Error::NotFound(_))));
+    assert!(matches!(
+        rt::state(state.path(), &name),
+        Err(rt::Error::NotFound(_))
+    ));
 }
 
 #[test]
@@ -102,10 +118,19 @@ fn exec_failures_are_typed_for_docker_exit_codes() {
     let b = bundle(&["/etc/passwd"], false);
     let err = rt::create(CreateOptions::new(id("eacces"), b.path(), state.path())).unwrap_err();
     assert!(
-        matches!(err, rt::Error::ExecDenied { errno: nix::errno::Errno::EACCES, .. }),
+        matches!(
+            err,
+            rt::Error::ExecDenied {
+                errno: nix::errno::Errno::EACCES,
+                ..
+            }
+        ),
         "{err}"
     );
-    assert!(rt::list(state.path()).unwrap().is_empty(), "nothing recorded");
+    assert!(
+        rt::list(state.path()).unwrap().is_empty(),
+        "nothing recorded"
+    );
 }
 
 #[test]
@@ -145,7 +170,13 @@ fn exec_returns_a_child_and_a_pty_on_request() {
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("/dev/pts/"), "{text:?}");
 
-    rt::kill(state.path(), &name, nix::sys::signal::Signal::SIGKILL, false).unwrap();
+    rt::kill(
+        state.path(),
+        &name,
+        nix::sys::signal::Signal::SIGKILL,
+        false,
+    )
+    .unwrap();
     let status = waitpid(created.pid, None).unwrap();
     assert_eq!(
         status,

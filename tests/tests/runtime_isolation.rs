@@ -19,7 +19,11 @@ fn only_the_containers_processes_are_visible() {
     let id = unique_id("pidns");
     let out = rt.run_bundle(&bundle, &id);
     assert!(out.status.success(), "{}", describe(&out));
-    let lines: Vec<String> = stdout(&out).lines().skip(1).map(|l| l.trim().to_string()).collect();
+    let lines: Vec<String> = stdout(&out)
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().to_string())
+        .collect();
     assert_eq!(lines, vec!["1 sh", "2 ps"], "only sh (pid 1) and its ps");
 }
 
@@ -51,7 +55,8 @@ fn a_memory_limit_below_the_allocation_ends_in_an_oom_kill() {
     );
     // The same program without the limit succeeds: the limit made the difference.
     let mut unlimited = Bundle::new(&["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"]);
-    unlimited.config["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    unlimited.config["linux"]["resources"] =
+        json!({"devices": [{"allow": false, "access": "rwm"}]});
     let out = rt.run_bundle(&unlimited, &unique_id("nooom"));
     assert!(out.status.success(), "{}", describe(&out));
 }
@@ -87,7 +92,10 @@ fn a_fork_bomb_stops_at_pids_max() {
         if refused > 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no fork was ever refused: {text}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no fork was ever refused: {text}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let pids: Vec<i32> = serde_json::from_str(&rt.ok(["ps", "--format", "json", &id])).unwrap();
@@ -142,7 +150,11 @@ fn a_masked_path_reads_empty() {
     };
     // A file (/proc/timer_list: bound to /dev/null) and a directory
     // (/sys/kernel: an empty read-only tmpfs).
-    let masked = run(json!(["/proc/timer_list", "/sys/kernel", "/proc/no-such-entry"]));
+    let masked = run(json!([
+        "/proc/timer_list",
+        "/sys/kernel",
+        "/proc/no-such-entry"
+    ]));
     let unmasked = run(json!([]));
     assert_eq!(masked[0], 0, "/proc/timer_list reads empty when masked");
     assert!(unmasked[0] > 0, "and has content when not");
@@ -178,7 +190,11 @@ fn a_read_only_path_refuses_writes() {
 #[test]
 fn a_seccomp_denied_syscall_returns_eperm() {
     let rt = Runtime::new();
-    let mut bundle = Bundle::new(&["sh", "-c", "mkdir /tmp/d; echo mkdir=$?; ls -d /tmp && echo ls-ok"]);
+    let mut bundle = Bundle::new(&[
+        "sh",
+        "-c",
+        "mkdir /tmp/d; echo mkdir=$?; ls -d /tmp && echo ls-ok",
+    ]);
     bundle.config["linux"]["seccomp"] = json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64"],
@@ -212,10 +228,20 @@ fn an_fd_the_caller_opened_without_cloexec_is_not_visible_inside() {
     assert!(out.status.success(), "{}", describe(&out));
     let listing = stdout(&out);
     let name = secret.path().file_name().unwrap().to_str().unwrap();
-    assert!(!listing.contains(name), "the caller's file is visible: {listing}");
+    assert!(
+        !listing.contains(name),
+        "the caller's file is visible: {listing}"
+    );
     let fds: Vec<u32> = listing
         .lines()
-        .filter_map(|l| l.split(" -> ").next()?.split_whitespace().last()?.parse().ok())
+        .filter_map(|l| {
+            l.split(" -> ")
+                .next()?
+                .split_whitespace()
+                .last()?
+                .parse()
+                .ok()
+        })
         .collect();
     // 0, 1, 2 and the directory ls itself opened to list them.
     assert!(fds.iter().all(|fd| *fd <= 3), "extra fds inside: {listing}");
@@ -230,16 +256,21 @@ fn nothing_is_left_after_delete() {
     rt.create(&bundle, &id);
     rt.ok(["start", &id]);
     let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
-    assert!(!cgroup_dirs_of(&id).is_empty(), "the container has cgroups while running");
+    assert!(
+        !cgroup_dirs_of(&id).is_empty(),
+        "the container has cgroups while running"
+    );
     rt.ok(["kill", &id, "KILL"]);
     rt.wait_for_status(&id, "stopped");
     rt.ok(["delete", &id]);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || {
-        // The pid may have been reused by an unrelated process: it must not
-        // be our container's.
-        let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        !cmd.contains("sleep")
-    });
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
+            // The pid may have been reused by an unrelated process: it must not
+            // be our container's.
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            !cmd.contains("sleep")
+        }
+    );
     assert_nothing_left(&rt, &id, &bundle);
 }
 
@@ -282,4 +313,54 @@ fn nothing_is_left_when_create_fails_halfway() {
         describe(&out)
     );
     assert_nothing_left(&rt, &id, &bundle);
+}
+
+#[test]
+fn namespaces_joined_by_path_are_shared() {
+    let rt = Runtime::new();
+    let first = Bundle::new(&["sleep", "60"]);
+    let first_id = unique_id("nsowner");
+    rt.create(&first, &first_id);
+    rt.ok(["start", &first_id]);
+    let pid = rt.state(&first_id)["pid"].as_i64().unwrap();
+    let ns = |kind: &str| format!("/proc/{pid}/ns/{kind}");
+    // Network only (joined by the init itself after clone3) ...
+    let mut net_only = Bundle::new(&[
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/net; ps -o comm | grep -c sleep || true",
+    ]);
+    net_only.config["linux"]["namespaces"] = json!([
+        {"type": "pid"}, {"type": "network", "path": ns("net")}, {"type": "ipc"},
+        {"type": "uts"}, {"type": "mount"}
+    ]);
+    let out = rt.run_bundle(&net_only, &unique_id("joinnet"));
+    assert!(out.status.success(), "{}", describe(&out));
+    let first_net = std::fs::read_link(ns("net")).unwrap();
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        first_net.to_str().unwrap(),
+        "same network namespace"
+    );
+    assert_eq!(
+        lines.next().unwrap(),
+        "0",
+        "its own pid namespace: the sleep is not visible"
+    );
+    // ... and the pid namespace too (joined by an intermediate before the clone).
+    let mut with_pid = Bundle::new(&["sh", "-c", "ps -o comm | grep -c sleep"]);
+    with_pid.config["linux"]["namespaces"] = json!([
+        {"type": "pid", "path": ns("pid")}, {"type": "network", "path": ns("net")},
+        {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}
+    ]);
+    let out = rt.run_bundle(&with_pid, &unique_id("joinpid"));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "1",
+        "the first container's sleep is visible"
+    );
+    rt.ok(["delete", "--force", &first_id]);
 }

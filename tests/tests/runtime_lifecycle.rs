@@ -28,13 +28,19 @@ fn states_follow_create_start_kill_delete_with_the_spec_json() {
     assert_eq!(created["ociVersion"], "1.2.0");
     assert_eq!(
         created["bundle"].as_str().unwrap(),
-        std::fs::canonicalize(bundle.path()).unwrap().to_str().unwrap()
+        std::fs::canonicalize(bundle.path())
+            .unwrap()
+            .to_str()
+            .unwrap()
     );
     assert_eq!(created["annotations"]["org.example.key"], "value");
     let pid = created["pid"].as_i64().unwrap();
     assert!(pid > 1);
     let comm = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    assert!(comm.contains("berth-runtime"), "the init waits, not yet exec'd");
+    assert!(
+        comm.contains("berth-runtime"),
+        "the init waits, not yet exec'd"
+    );
 
     rt.ok(["start", &id]);
     let running = rt.state(&id);
@@ -44,7 +50,10 @@ fn states_follow_create_start_kill_delete_with_the_spec_json() {
     assert_eq!(comm.trim(), "sleep");
 
     let out = rt.run(["start", &id]);
-    assert!(!out.status.success(), "a running container cannot be started again");
+    assert!(
+        !out.status.success(),
+        "a running container cannot be started again"
+    );
     assert!(stderr(&out).contains("is running"), "{}", describe(&out));
 
     rt.ok(["kill", &id, "9"]);
@@ -98,7 +107,11 @@ fn killing_a_stopped_container_is_an_error() {
     let out = rt.run(["kill", &id, "TERM"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("is stopped"), "{}", describe(&out));
-    assert_eq!(rt.state(&id)["status"], "stopped", "no effect on the container");
+    assert_eq!(
+        rt.state(&id)["status"],
+        "stopped",
+        "no effect on the container"
+    );
 }
 
 fn hook(script: &str) -> Value {
@@ -124,9 +137,10 @@ fn hooks_receive_the_state_on_stdin_at_their_points() {
     let id = unique_id("hooks");
     rt.create(&bundle, &id);
     let read = |name: &str| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join(name)).unwrap_or_else(|e| {
-            panic!("hook {name} did not run: {e}")
-        }))
+        serde_json::from_str(
+            &std::fs::read_to_string(out_dir.join(name))
+                .unwrap_or_else(|e| panic!("hook {name} did not run: {e}")),
+        )
         .unwrap()
     };
     let pid = rt.state(&id)["pid"].clone();
@@ -137,7 +151,10 @@ fn hooks_receive_the_state_on_stdin_at_their_points() {
         assert_eq!(state["pid"], pid, "{name}");
         assert_eq!(state["ociVersion"], "1.2.0");
     }
-    assert!(!out_dir.join("poststart").exists(), "poststart waits for start");
+    assert!(
+        !out_dir.join("poststart").exists(),
+        "poststart waits for start"
+    );
     rt.ok(["start", &id]);
     let state = read("poststart");
     assert_eq!(state["status"], "running");
@@ -166,14 +183,19 @@ fn failing_poststart_and_poststop_hooks_warn_and_the_lifecycle_continues() {
     let out = rt.run(["start", &id]);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(
-        stderr(&out).contains("warning: poststart hook \"/bin/sh\": exited with status 3: poststart-broke"),
+        stderr(&out)
+            .contains("warning: poststart hook \"/bin/sh\": exited with status 3: poststart-broke"),
         "{}",
         describe(&out)
     );
     assert_eq!(rt.state(&id)["status"], "running");
     let out = rt.run(["delete", "--force", &id]);
     assert!(out.status.success(), "{}", describe(&out));
-    assert!(stderr(&out).contains("exited with status 4"), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("exited with status 4"),
+        "{}",
+        describe(&out)
+    );
     assert_nothing_left(&rt, &id, &bundle);
 }
 
@@ -222,10 +244,24 @@ fn exec_runs_in_the_container_with_its_own_user_env_and_cwd() {
     rt.create(&bundle, &id);
     rt.ok(["start", &id]);
     let out = rt.run([
-        "exec", "--user", "65534:65534", "--cwd", "/tmp", "--env", "GREETING=hi", &id, "sh", "-c",
+        "exec",
+        "--user",
+        "65534:65534",
+        "--cwd",
+        "/tmp",
+        "--env",
+        "GREETING=hi",
+        &id,
+        "sh",
+        "-c",
         "id -u; id -g; pwd; echo $GREETING; ps -o pid,comm | grep -c sleep; exit 7",
     ]);
-    assert_eq!(out.status.code(), Some(7), "the exit status comes back: {}", describe(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "the exit status comes back: {}",
+        describe(&out)
+    );
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     assert_eq!(lines, vec!["65534", "65534", "/tmp", "hi", "1"]);
@@ -255,12 +291,19 @@ fn exec_runs_in_the_container_with_its_own_user_env_and_cwd() {
         .status()
         .unwrap();
     assert!(status.success());
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let init_pid = rt.state(&id)["pid"].as_i64().unwrap();
     let ns = |p: i64| std::fs::read_link(format!("/proc/{p}/ns/pid")).unwrap();
     assert_eq!(ns(pid as i64), ns(init_pid));
     let listed: Vec<i32> = serde_json::from_str(&rt.ok(["ps", "--format", "json", &id])).unwrap();
-    assert!(listed.contains(&pid), "the exec'd process is in the container's cgroup");
+    assert!(
+        listed.contains(&pid),
+        "the exec'd process is in the container's cgroup"
+    );
     rt.ok(["delete", "--force", &id]);
     assert_nothing_left(&rt, &id, &bundle);
 }
@@ -321,8 +364,14 @@ fn the_terminal_goes_to_the_console_socket() {
             break;
         }
     }
-    assert!(text.contains("/dev/pts/0"), "the container's own devpts: {text:?}");
-    assert!(text.contains("size 33 101"), "consoleSize applied: {text:?}");
+    assert!(
+        text.contains("/dev/pts/0"),
+        "the container's own devpts: {text:?}"
+    );
+    assert!(
+        text.contains("size 33 101"),
+        "consoleSize applied: {text:?}"
+    );
 }
 
 fn receive_fd(conn: &std::os::unix::net::UnixStream) -> OwnedFd {
@@ -330,7 +379,13 @@ fn receive_fd(conn: &std::os::unix::net::UnixStream) -> OwnedFd {
     let mut buf = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty()).unwrap();
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
     for cmsg in msg.cmsgs().unwrap() {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             // SAFETY: the kernel gave us this fd.
@@ -374,7 +429,11 @@ fn pid_file_preserved_fds_and_the_json_log() {
     let out = cmd.stdin(Stdio::null()).output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(stdout(&out), "passed-through\n");
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(pid > 1);
 
     let log = bundle.path().join("runtime.log");
@@ -388,11 +447,18 @@ fn pid_file_preserved_fds_and_the_json_log() {
     ]);
     assert!(!out.status.success());
     let last: Value = serde_json::from_str(
-        std::fs::read_to_string(&log).unwrap().lines().last().unwrap(),
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(last["level"], "error");
-    assert_eq!(last["msg"], "container \"no-such-container\" does not exist");
+    assert_eq!(
+        last["msg"],
+        "container \"no-such-container\" does not exist"
+    );
 }
 
 #[test]
@@ -407,11 +473,32 @@ fn pause_freezes_and_resume_thaws() {
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
     let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &state[state.rfind(')').unwrap() + 2..];
-    assert!(after.starts_with('D') || after.starts_with('S'), "frozen task: {after}");
+    assert!(
+        after.starts_with('D') || after.starts_with('S'),
+        "frozen task: {after}"
+    );
     let out = rt.run(["exec", &id, "true"]);
     assert!(!out.status.success(), "no exec into a paused container");
     rt.ok(["resume", &id]);
     assert_eq!(rt.state(&id)["status"], "running");
     rt.ok(["delete", "--force", &id]);
     assert_nothing_left(&rt, &id, &bundle);
+}
+
+#[test]
+fn an_exec_process_without_capabilities_gets_the_containers_not_the_runtimes() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    let id = unique_id("execcaps");
+    rt.create(&bundle, &id);
+    rt.ok(["start", &id]);
+    let mut process = bundle.config["process"].clone();
+    process.as_object_mut().unwrap().remove("capabilities");
+    process["args"] = json!(["sh", "-c", "grep CapEff /proc/self/status"]);
+    let file = bundle.path().join("process.json");
+    std::fs::write(&file, process.to_string()).unwrap();
+    let out = rt.ok(["exec", "--process", file.to_str().unwrap(), &id]);
+    // AUDIT_WRITE (29), KILL (5), NET_BIND_SERVICE (10): the container's set.
+    assert_eq!(out.trim(), "CapEff:\t0000000020000420");
+    rt.ok(["delete", "--force", &id]);
 }

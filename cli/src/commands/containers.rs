@@ -201,7 +201,7 @@ pub fn run(command: ContainerCommand, ctx: &Context) -> anyhow::Result<u8> {
             Ok(())
         }),
         ContainerCommand::Rm(args) => for_each(&args.containers, |name| {
-            lifecycle::remove(&ctx.roots, name, args.force)?;
+            lifecycle::remove_with_volumes(&ctx.roots, name, args.force, args.volumes)?;
             Ok(())
         }),
         ContainerCommand::Ps(args) => super::ps::run(args, ctx),
@@ -275,6 +275,7 @@ fn create_container(
             run,
             host,
             name: flags.name.clone(),
+            volumes_from: flags.volumes_from.clone(),
         },
     )?;
     if let Some(cidfile) = &flags.cidfile {
@@ -313,7 +314,7 @@ fn run_container(args: RunArgs, ctx: &Context) -> anyhow::Result<u8> {
     };
     if let Ready::Failed { exit_code, error } = ready {
         if args.rm {
-            let _ = lifecycle::remove(&ctx.roots, &record.id, true);
+            let _ = lifecycle::remove_with_volumes(&ctx.roots, &record.id, true, true);
         }
         eprintln!("berth: {error}");
         return Err(ExitStatus(exit_code.clamp(0, 255) as u8).into());

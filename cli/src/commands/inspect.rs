@@ -117,6 +117,8 @@ pub fn container_json(record: &ContainerRecord, ctx: &Context) -> Value {
             "Init": host.init,
             "AutoRemove": host.auto_remove,
             "NetworkMode": host.network_mode,
+            "PortBindings": super::networks::port_bindings_json(record),
+            "PublishAllPorts": host.publish_all,
             "RestartPolicy": {"Name": host.restart_policy.name(), "MaximumRetryCount": retries},
         },
         "GraphDriver": {
@@ -127,7 +129,7 @@ pub fn container_json(record: &ContainerRecord, ctx: &Context) -> Value {
                 "MergedDir": overlay.merged,
             },
         },
-        "Mounts": [],
+        "Mounts": super::volumes::mounts_json(record, ctx),
         "Config": {
             "Hostname": config.hostname,
             "User": config.user,
@@ -146,6 +148,6 @@ pub fn container_json(record: &ContainerRecord, ctx: &Context) -> Value {
             "StopTimeout": config.stop_timeout,
             "ExposedPorts": exposed,
         },
-        "NetworkSettings": {},
+        "NetworkSettings": super::networks::network_settings_json(record),
     })
 }

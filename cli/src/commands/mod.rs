@@ -10,11 +10,13 @@ pub mod images;
 pub mod images_bridge;
 pub mod inspect;
 pub mod logs;
+pub mod networks;
 pub mod ps;
 pub mod pty_relay;
 pub mod registry;
 pub mod run_flags;
 pub mod top;
+pub mod volumes;
 
 use berth_engine::paths::Roots;
 use clap::Subcommand;
@@ -48,6 +50,15 @@ pub enum Command {
     Build(build::BuildArgs),
     #[command(flatten)]
     Registry(registry::RegistryCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(networks::NetworkCommand),
+    /// List port mappings or a specific mapping for the container.
+    #[command(after_help = "Examples:\n  berth port web\n  berth port web 80/tcp")]
+    Port(networks::PortArgs),
 }
 
 /// Run one command; `Ok(n)` is the exit status to return.
@@ -60,6 +71,9 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<u8> {
         Command::Top(args) => top::run(args, ctx),
         Command::Build(args) => build::run(args, ctx),
         Command::Registry(command) => registry::run(command, ctx),
+        Command::Volume(command) => volumes::run(command, ctx),
+        Command::Network(command) => networks::run(command, ctx),
+        Command::Port(args) => networks::port(args, ctx),
     }
 }
 

@@ -123,7 +123,11 @@ impl Row {
                 .to_string(),
             status: status_text(record),
             state: record.state.status.as_str(),
-            ports: String::new(),
+            ports: if record.state.status.is_active() {
+                record.state.network.ports_column(&record.config.exposed_ports)
+            } else {
+                String::new()
+            },
             names: record.name.clone(),
             size: if args.size {
                 size_text(record, ctx)

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use berth_engine::container::spec::RunRequest;
 use berth_engine::container::{HostConfig, RestartPolicy};
+use berth_engine::network::ports::parse_publish;
+use berth_engine::network::{NetworkMode, PortSpec};
+use berth_engine::volume::{spec, MountSpec};
 use clap::Args;
 
 /// Options shared by `run` and `create`.
@@ -81,9 +84,30 @@ pub struct RunFlags {
     /// Proxy received signals to the process.
     #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub sig_proxy: bool,
-    /// Connect a container to a network (none, host, bridge).
+    /// Connect a container to a network (bridge, none, host, container:NAME, or a network's name).
     #[arg(long = "network", alias = "net", default_value = "bridge")]
     pub network: String,
+    /// Add a network-scoped alias for the container (user networks).
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "NAME")]
+    pub network_aliases: Vec<String>,
+    /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto]).
+    #[arg(short = 'p', long = "publish", value_name = "LIST")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Bind mount a volume ([SOURCE:]TARGET[:OPTIONS]).
+    #[arg(short = 'v', long = "volume", value_name = "LIST")]
+    pub volumes: Vec<String>,
+    /// Attach a filesystem mount (type=bind|volume|tmpfs,source=...,target=...[,readonly]).
+    #[arg(long = "mount", value_name = "MOUNT")]
+    pub mounts: Vec<String>,
+    /// Mount a tmpfs directory (PATH[:OPTIONS]).
+    #[arg(long = "tmpfs", value_name = "PATH")]
+    pub tmpfs: Vec<String>,
+    /// Mount volumes from the specified container(s) (CONTAINER[:ro|:rw]).
+    #[arg(long = "volumes-from", value_name = "CONTAINER")]
+    pub volumes_from: Vec<String>,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -121,13 +145,22 @@ impl RunFlags {
             env,
             working_dir: self.workdir.clone(),
             user: self.user.clone(),
-            hostname: self.hostname.clone(),
+            hostname: self.hostname.clone().or_else(|| self.host_network_hostname()),
             labels: parse_labels(&self.labels)?,
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
             tty: self.tty,
             open_stdin: self.interactive,
         })
+    }
+
+    /// With `--network host` (and no `--hostname`) the container takes the
+    /// host's name, as docker does.
+    fn host_network_hostname(&self) -> Option<String> {
+        (self.network == "host")
+            .then(|| nix::unistd::gethostname().ok())
+            .flatten()
+            .map(|h| h.to_string_lossy().into_owned())
     }
 
     /// Limits and policies, checked the way docker checks them.
@@ -161,15 +194,7 @@ impl RunFlags {
         if auto_remove && restart_policy != RestartPolicy::No {
             bail!("Conflicting options: --restart and --rm");
         }
-        if !matches!(
-            self.network.as_str(),
-            "none" | "host" | "bridge" | "default"
-        ) {
-            bail!(
-                "network {} not found: berth knows none, host and bridge",
-                self.network
-            );
-        }
+        let network_mode = NetworkMode::parse(&self.network)?.as_string();
         Ok(HostConfig {
             memory,
             memory_swap,
@@ -180,8 +205,41 @@ impl RunFlags {
             init: self.init,
             restart_policy,
             auto_remove,
-            network_mode: self.network.clone(),
+            network_mode,
+            mounts: self.mounts()?,
+            port_bindings: self.port_bindings()?,
+            publish_all: self.publish_all,
+            network_aliases: self.network_aliases.clone(),
         })
+    }
+
+    /// `-v`, `--mount` and `--tmpfs`, parsed and checked (`--volumes-from`
+    /// is resolved by the engine, which can look the other container up).
+    pub fn mounts(&self) -> anyhow::Result<Vec<MountSpec>> {
+        let mut mounts = Vec::new();
+        for text in &self.volumes {
+            mounts.push(spec::parse_volume_flag(text).map_err(anyhow::Error::msg)?);
+        }
+        for text in &self.mounts {
+            mounts.push(spec::parse_mount_flag(text).map_err(anyhow::Error::msg)?);
+        }
+        for text in &self.tmpfs {
+            mounts.push(spec::parse_tmpfs_flag(text).map_err(anyhow::Error::msg)?);
+        }
+        for text in &self.volumes_from {
+            spec::parse_volumes_from(text).map_err(anyhow::Error::msg)?;
+        }
+        spec::check_duplicates(&mounts).map_err(anyhow::Error::msg)?;
+        Ok(mounts)
+    }
+
+    /// `-p`, each value expanded (ranges give one binding per port).
+    pub fn port_bindings(&self) -> anyhow::Result<Vec<PortSpec>> {
+        let mut bindings = Vec::new();
+        for text in &self.publish {
+            bindings.extend(parse_publish(text).map_err(anyhow::Error::msg)?);
+        }
+        Ok(bindings)
     }
 
     /// Which streams to attach (`-a`), docker's default being stdout and stderr

@@ -25,12 +25,21 @@ pub fn cgroups_path(id: &str) -> String {
     format!("/berth/{id}")
 }
 
+/// What the monitor prepared for a start beyond the record: the volume,
+/// bind, tmpfs and /etc file mounts, and the network namespace to join.
+#[derive(Debug, Default, Clone)]
+pub struct Prepared {
+    pub mounts: Vec<serde_json::Value>,
+    pub netns_path: Option<String>,
+}
+
 /// Write `<bundle>/config.json` for the next start of `record`.
 pub fn write_bundle(
     _roots: &Roots,
     record: &ContainerRecord,
     dirs: &OverlayDirs,
     bundle: &Path,
+    prepared: &Prepared,
 ) -> Result<(), String> {
     let rootfs = &dirs.merged;
     let (uid, gid, additional_gids, home) =
@@ -49,8 +58,8 @@ pub fn write_bundle(
         home,
         cgroups_path: cgroups_path(&record.id),
         init_binary: init.as_deref(),
-        extra_mounts: Vec::new(),
-        netns_path: None,
+        extra_mounts: prepared.mounts.clone(),
+        netns_path: prepared.netns_path.clone(),
     };
     let spec = runtime_spec(record, &ctx).map_err(|e| format!("building the OCI spec: {e}"))?;
     let path = bundle.join("config.json");

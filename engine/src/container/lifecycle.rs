@@ -24,6 +24,7 @@ use super::record::{ContainerRecord, HostConfig, State, Status};
 use super::spec::{merge_run_config, ImageDefaults, RunRequest, SpecError};
 use super::{names, procinfo, runtime_bridge, ContainerError, ContainerStore};
 use crate::paths::Roots;
+use crate::volume::VolumeStore;
 
 /// Seconds `stop` waits for the stop signal to work when nothing says otherwise.
 pub const DEFAULT_STOP_TIMEOUT: u32 = 10;
@@ -42,6 +43,12 @@ pub enum LifecycleError {
     NotRunning(String),
     #[error("invalid signal {0:?}: use a name like SIGTERM or TERM, or a number")]
     BadSignal(String),
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
+    #[error("{0}")]
+    Invalid(String),
     #[error("container {id}: {what}: {source}")]
     Io {
         id: String,
@@ -62,6 +69,8 @@ pub struct CreateRequest {
     pub host: HostConfig,
     /// `--name`; None generates one.
     pub name: Option<String>,
+    /// `--volumes-from CONTAINER[:ro|:rw]`, as given.
+    pub volumes_from: Vec<String>,
 }
 
 /// Make a container record (status Created); nothing runs yet.
@@ -69,6 +78,7 @@ pub fn create(roots: &Roots, request: CreateRequest) -> Result<ContainerRecord, 
     let store = ContainerStore::open(roots)?;
     let id = names::new_id();
     let config = merge_run_config(&request.image_defaults, &request.run, &id)?;
+    let host = host_with_mounts_and_ports(roots, &store, &request, &config)?;
     let mut record = ContainerRecord {
         id,
         name: request.name.unwrap_or_default(),
@@ -76,12 +86,64 @@ pub fn create(roots: &Roots, request: CreateRequest) -> Result<ContainerRecord, 
         image: request.image,
         image_id: request.image_id,
         config,
-        host: request.host,
+        host,
         state: State::default(),
     };
-    store.create(&mut record)?;
+    // Volumes are made under the volume store's lock, held until the record
+    // that names them exists, so `volume rm`/`prune` cannot remove them in between.
+    let volumes = VolumeStore::open(roots)?;
+    let _volumes_lock = volumes.lock()?;
+    let made = volumes.provide(&mut record.host.mounts)?;
+    if let Err(err) = store.create(&mut record) {
+        volumes.discard_locked(&made);
+        return Err(err.into());
+    }
     tracing::debug!(id = %record.id, name = %record.name, "container created");
     Ok(record)
+}
+
+/// The host config with every mount (`--volumes-from`, the image's VOLUMEs)
+/// and published port (`-P`) spelled out, and `--network` checked.
+fn host_with_mounts_and_ports(
+    roots: &Roots,
+    store: &ContainerStore,
+    request: &CreateRequest,
+    config: &super::RunConfig,
+) -> Result<HostConfig, LifecycleError> {
+    let mut host = request.host.clone();
+    crate::network::container::validate_mode(
+        roots,
+        &host.network_mode,
+        !host.port_bindings.is_empty() || host.publish_all,
+        request.run.hostname.is_some(),
+    )?;
+    for text in &request.volumes_from {
+        let (reference, read_only) =
+            crate::volume::spec::parse_volumes_from(text).map_err(LifecycleError::Invalid)?;
+        let other = store.find(&reference)?;
+        host.mounts
+            .extend(crate::volume::inherit(&other.host.mounts, read_only));
+    }
+    let image_volumes =
+        crate::volume::spec::image_volumes(&request.image_defaults.volumes, &host.mounts)
+            .map_err(LifecycleError::Invalid)?;
+    host.mounts.extend(image_volumes);
+    crate::volume::spec::check_duplicates(&host.mounts).map_err(LifecycleError::Invalid)?;
+    crate::volume::spec::check_bind_sources(&host.mounts).map_err(LifecycleError::Invalid)?;
+    if host.publish_all {
+        for exposed in &config.exposed_ports {
+            let spec =
+                crate::network::ports::exposed_to_spec(exposed).map_err(LifecycleError::Invalid)?;
+            if !host
+                .port_bindings
+                .iter()
+                .any(|p| p.container_port == spec.container_port && p.protocol == spec.protocol)
+            {
+                host.port_bindings.push(spec);
+            }
+        }
+    }
+    Ok(host)
 }
 
 /// Find a container and bring its record up to date with reality.
@@ -127,6 +189,11 @@ pub fn reconcile(
     }
     tracing::info!(id = %record.id, "monitor gone without recording the exit; marking exited");
     let _ = runtime_bridge::delete(&roots.runtime(), &record.id);
+    crate::network::container::cleanup_leftovers_from_env(
+        roots,
+        &record.id,
+        &monitor::state_dir(roots, &record.id),
+    );
     let mut fixed = record;
     fixed.state.status = Status::Exited;
     fixed.state.exit_code = 255;
@@ -279,6 +346,17 @@ pub fn remove(
     reference: &str,
     force: bool,
 ) -> Result<ContainerRecord, LifecycleError> {
+    remove_with_volumes(roots, reference, force, false)
+}
+
+/// `rm [-f] [-v]`: [`remove`], and with `volumes` the container's anonymous
+/// volumes too (those no other container uses).
+pub fn remove_with_volumes(
+    roots: &Roots,
+    reference: &str,
+    force: bool,
+    volumes: bool,
+) -> Result<ContainerRecord, LifecycleError> {
     let record = find(roots, reference)?;
     let id = record.id.clone();
     let store = ContainerStore::open(roots)?;
@@ -297,8 +375,13 @@ pub fn remove(
     let _hold =
         monitor::wait_gone_and_hold(roots, &id).map_err(io_err(&id, "wait for the monitor"))?;
     let _ = runtime_bridge::delete(&roots.runtime(), &id);
+    let state_dir = monitor::state_dir(roots, &id);
+    crate::network::container::cleanup_leftovers_from_env(roots, &id, &state_dir);
     store.remove(&id)?;
-    let _ = std::fs::remove_dir_all(monitor::state_dir(roots, &id));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    if volumes {
+        VolumeStore::open(roots)?.remove_anonymous(&record.host.mounts)?;
+    }
     tracing::debug!(%id, "container removed");
     Ok(record)
 }

@@ -11,14 +11,19 @@
 //! 3. enters a private mount namespace (`unshare(CLONE_NEWNS)`, propagation
 //!    `MS_SLAVE`) and mounts the container's overlay rootfs there, so the mount
 //!    vanishes with the monitor and the container, never leaking onto the host;
-//! 4. creates and starts the container with berth-runtime, as the container's
-//!    parent, and tells the `berth` command (through a pipe) that it started;
+//! 4. prepares the container's mounts (volumes, binds, tmpfs) and network
+//!    (namespace, veth, address, published ports, /etc files) once for its
+//!    life, then creates and starts the container with berth-runtime, as the
+//!    container's parent, and tells the `berth` command (through a pipe) that
+//!    it started;
 //! 5. serves: reads the container's stdout/stderr (pipes or a pty master) into
 //!    the json-file log and to attached clients, writes their input to the
 //!    container's stdin, forwards resizes and signals;
 //! 6. reaps the container (`SIGCHLD` through a `signalfd(2)`, `waitpid(2)`),
 //!    records the exit atomically, tells every client, and applies the
-//!    restart policy or, with `--rm`, removes the container.
+//!    restart policy or, with `--rm`, removes the container;
+//! 7. disconnects the network (after telling the clients, since deleting a
+//!    veth waits for the kernel's RCU grace periods).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -37,13 +42,16 @@ use nix::unistd::{fork, setsid, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
 use super::attach::{Frame, Hello};
+use super::bundle::Prepared;
 use super::logs::{LineSplitter, LogWriter, Stream};
 use super::overlay::{self, OverlayDirs};
 use super::record::Status;
 use super::runtime_bridge::{self, ContainerStdio, LaunchError};
 use super::{procinfo, ContainerStore};
 use crate::fsutil::FileLock;
+use crate::network::container::ContainerNetwork;
 use crate::paths::Roots;
+use crate::volume::VolumeStore;
 
 /// What the monitor tells the `berth` command that spawned it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,6 +204,9 @@ struct Monitor {
     signals: SignalFd,
     clients: Vec<Client>,
     log: LogWriter,
+    /// Mounts and namespace, prepared by the first start and reused by restarts.
+    prepared: Option<Prepared>,
+    network: Option<ContainerNetwork>,
     /// Held for the monitor's whole life (see module docs).
     _lock: FileLock,
 }
@@ -269,6 +280,8 @@ impl Monitor {
             signals,
             clients: Vec::new(),
             log,
+            prepared: None,
+            network: None,
             _lock: lock,
         })
     }
@@ -331,7 +344,8 @@ impl Monitor {
             .load(&self.id)
             .map_err(|e| LaunchError::Other(e.to_string()))?;
         let bundle = self.store.dir(&self.id);
-        super::bundle::write_bundle(&self.roots, &record, &self.dirs, &bundle)
+        let prepared = self.prepare_start(&record)?;
+        super::bundle::write_bundle(&self.roots, &record, &self.dirs, &bundle, &prepared)
             .map_err(LaunchError::Other)?;
         let (stdio, outputs) = wire_stdio(record.config.tty, record.config.open_stdin)
             .map_err(|e| LaunchError::Other(format!("container stdio: {e}")))?;
@@ -341,8 +355,14 @@ impl Monitor {
         outputs.pty = launched.pty_master;
         let start_time = procinfo::start_time(launched.pid);
         let monitor_pid = std::process::id() as i32;
+        let network = self
+            .network
+            .as_ref()
+            .map(|n| n.settings().clone())
+            .unwrap_or_default();
         self.store
             .update(&self.id, |r| {
+                r.state.network = network;
                 r.state.status = Status::Running;
                 r.state.pid = Some(launched.pid);
                 r.state.pid_start_time = start_time;
@@ -355,6 +375,55 @@ impl Monitor {
             .map_err(|e| LaunchError::Other(e.to_string()))?;
         tracing::debug!(id = %self.id, pid = launched.pid, "container started");
         Ok((launched.pid, outputs))
+    }
+
+    /// Step 4's preparation, once per monitor life (restarts reuse it): the
+    /// volumes, binds and tmpfs mounts, then the network and its /etc files.
+    fn prepare_start(&mut self, record: &super::ContainerRecord) -> Result<Prepared, LaunchError> {
+        if let Some(prepared) = &self.prepared {
+            return Ok(prepared.clone());
+        }
+        let mut mounts = self.prepare_mounts(record)?;
+        let network = self.connect_network(record)?;
+        mounts.extend(network.etc_mounts(&record.host.mounts));
+        let prepared = Prepared {
+            mounts,
+            netns_path: Some(network.netns_path()),
+        };
+        self.prepared = Some(prepared.clone());
+        Ok(prepared)
+    }
+
+    /// Volumes (seeded from the image on first use), binds (read-only ones
+    /// made read-only recursively), tmpfs: as OCI mounts.
+    fn prepare_mounts(&mut self, record: &super::ContainerRecord) -> Result<Vec<serde_json::Value>, LaunchError> {
+        let volumes = VolumeStore::open(&self.roots).map_err(|e| LaunchError::Other(e.to_string()))?;
+        crate::volume::mounts::prepare(
+            &volumes,
+            &record.host.mounts,
+            &self.dirs.merged,
+            &state_dir(&self.roots, &self.id),
+        )
+        .map_err(|e| LaunchError::Other(e.to_string()))
+    }
+
+    /// The container's network namespace, address, ports and /etc files.
+    fn connect_network(&mut self, record: &super::ContainerRecord) -> Result<&ContainerNetwork, LaunchError> {
+        let network = crate::network::container::connect(
+            &self.roots,
+            record,
+            &state_dir(&self.roots, &self.id),
+            &self.store.dir(&self.id),
+        )
+        .map_err(|e| LaunchError::Other(e.to_string()))?;
+        Ok(self.network.insert(network))
+    }
+
+    /// Step 7: give back the address, ports, veth and namespace.
+    fn disconnect_network(&mut self) {
+        if let Some(network) = self.network.take() {
+            network.disconnect();
+        }
     }
 
     /// The event loop while the container runs; returns its exit status once
@@ -563,6 +632,8 @@ impl Monitor {
             r.state.finished_at = Some(Utc::now());
             if restart {
                 r.state.restart_count += 1;
+            } else {
+                r.state.network = Default::default();
             }
         });
         tracing::debug!(id = %self.id, status, oom, "container exited");
@@ -583,6 +654,7 @@ impl Monitor {
             r.state.error = message;
             r.state.pid = None;
             r.state.pid_start_time = None;
+            r.state.network = Default::default();
         });
     }
 
@@ -625,16 +697,24 @@ impl Monitor {
         }
     }
 
-    /// `--rm`: remove everything of the container (its overlay first).
+    /// `--rm`: remove everything of the container (its overlay first), and
+    /// its anonymous volumes, as docker does.
     fn remove_container(&mut self) {
+        // Before the state directory (holding the network's leftover file) goes.
+        self.disconnect_network();
         overlay::unmount_overlay(&self.dirs);
+        let mounts = self.store.load(&self.id).map(|r| r.host.mounts).unwrap_or_default();
         if let Err(err) = self.store.remove(&self.id) {
             tracing::warn!(id = %self.id, %err, "auto-remove");
+        }
+        if let Err(err) = VolumeStore::open(&self.roots).and_then(|v| v.remove_anonymous(&mounts)) {
+            tracing::warn!(id = %self.id, %err, "auto-remove: anonymous volumes");
         }
         let _ = fs::remove_dir_all(state_dir(&self.roots, &self.id));
     }
 
     fn teardown(&mut self) {
+        self.disconnect_network();
         overlay::unmount_overlay(&self.dirs);
         let _ = fs::remove_file(state_dir(&self.roots, &self.id).join("attach.sock"));
     }

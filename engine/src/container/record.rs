@@ -165,8 +165,21 @@ pub struct HostConfig {
     pub restart_policy: RestartPolicy,
     /// `--rm`: remove the container when it exits.
     pub auto_remove: bool,
-    /// `--network` mode (`none`, `host`, `bridge`, ...).
+    /// `--network` mode (`none`, `host`, `bridge`, `container:NAME`, a user network).
     pub network_mode: String,
+    /// `-v`, `--mount`, `--tmpfs`, `--volumes-from` and the image's VOLUMEs,
+    /// with every volume named (anonymous ones get a random name at create).
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::MountSpec>,
+    /// `-p` (and `-P`, expanded at create from the image's EXPOSE).
+    #[serde(default)]
+    pub port_bindings: Vec<crate::network::PortSpec>,
+    /// `-P` as given (shown by inspect).
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `--network-alias`: more names on a user network.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
 }
 
 /// What happened to the container.
@@ -188,6 +201,10 @@ pub struct State {
     pub restart_count: u32,
     /// Set by `stop`/`kill`: the restart policy must not bring it back.
     pub stopped_by_user: bool,
+    /// The address, ports and namespace while it runs (docker's
+    /// NetworkSettings); empty when it is not running.
+    #[serde(default)]
+    pub network: crate::network::NetworkSettings,
 }
 
 impl Default for State {
@@ -204,6 +221,7 @@ impl Default for State {
             finished_at: None,
             restart_count: 0,
             stopped_by_user: false,
+            network: Default::default(),
         }
     }
 }

@@ -514,20 +514,25 @@ fn overlay_stack_and_flattened_tree_agree() {
     let merged = dir.path().join("merged");
     fs::create_dir(&merged).unwrap();
     let lowerdir: Vec<String> = dirs.iter().rev().map(|d| d.display().to_string()).collect();
+    let options = std::ffi::CString::new(format!("lowerdir={}", lowerdir.join(":"))).unwrap();
     rustix::mount::mount(
         "overlay",
         &merged,
         "overlay",
         rustix::mount::MountFlags::RDONLY,
-        Some(
-            std::ffi::CString::new(format!("lowerdir={}", lowerdir.join(":")))
-                .unwrap()
-                .as_c_str(),
-        ),
+        Some(options.as_c_str()),
     )
     .expect("mount overlay");
+    /// Unmounts even when an assertion below fails.
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = rustix::mount::unmount(self.0, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+    let unmount = Unmount(&merged);
     let through_overlay = snapshot(&merged);
-    rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::DETACH).unwrap();
+    drop(unmount);
     let flattened = snapshot(&flat);
     let names = |s: &BTreeMap<PathBuf, String>| s.keys().cloned().collect::<Vec<_>>();
     assert_eq!(names(&through_overlay), names(&flattened));

@@ -122,6 +122,25 @@ pub struct NetworkSettings {
 }
 
 impl NetworkSettings {
+    /// docker's PORTS column of a running container: each published port
+    /// (`0.0.0.0:8080->80/tcp`), then each exposed port not published (`443/tcp`).
+    pub fn ports_column(&self, exposed: &[String]) -> String {
+        let mut published: Vec<&PublishedPort> = self.ports.iter().collect();
+        published.sort_by_key(|p| (p.container_port, p.protocol, p.host_port));
+        let mut parts: Vec<String> = published.iter().map(|p| p.display()).collect();
+        for key in exposed {
+            let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+            let taken = self
+                .ports
+                .iter()
+                .any(|p| p.container_port.to_string() == port && p.protocol.as_str() == proto);
+            if !taken {
+                parts.push(format!("{port}/{proto}"));
+            }
+        }
+        parts.join(", ")
+    }
+
     /// The DNAT elements this container's ports were given.
     pub fn port_rules(&self) -> Vec<PortRule> {
         let Some(endpoint) = &self.endpoint else {
@@ -223,6 +242,23 @@ impl Attachment {
             proxy.stop();
         }
         self.reservations.clear();
+        self.netns = None;
+        self.address_taken = false;
+        self.ports_published.clear();
+        self.settings.endpoint = None;
+    }
+
+    /// Like [`Attachment::abandon`], but as seen from outside: the veth and
+    /// address stay recorded for the cleanup to find.
+    #[cfg(test)]
+    pub(crate) fn abandon_keeping_rules(mut self) {
+        if let Some(proxy) = self.proxy.take() {
+            proxy.stop();
+        }
+        self.reservations.clear();
+        if let Some(endpoint) = &self.settings.endpoint {
+            let _ = Netlink::open().and_then(|mut nl| nl.delete_link(&endpoint.host_veth));
+        }
         self.netns = None;
         self.address_taken = false;
         self.ports_published.clear();
@@ -575,7 +611,7 @@ pub fn cleanup_after_crash(
     } else {
         Firewall::named(&settings.firewall_table)
     };
-    if let Err(err) = firewall.remove_ports(&settings.port_rules()) {
+    if let Err(err) = firewall.remove_stale_ports(&settings.port_rules()) {
         tracing::warn!(%err, "cleanup: removing DNAT elements");
     }
     let Some(endpoint) = &settings.endpoint else {

@@ -11,10 +11,11 @@
 //! - [`proxy`]: the user-space proxy for IPv6 and `BERTH_USERLAND_PROXY=1`;
 //! - [`ipam`]: the file-locked address allocator;
 //! - [`etcfiles`]: /etc/hosts, /etc/resolv.conf, /etc/hostname;
-//! - [`store`]: network records (`berth network create/ls/rm`);
+//! - [`store`]: network records; [`manage`]: `berth network create/rm/prune`;
 //! - [`endpoint`]: all of the above put together for one container: what its
 //!   monitor calls at start ([`endpoint::attach`]) and at stop, and what
-//!   `berth` calls to clean up after a monitor that died.
+//!   `berth` calls to clean up after a monitor that died;
+//! - [`container`]: the glue between a container record and [`endpoint`].
 //!
 //! Settings (environment, read by [`NetworkOptions::from_env`]):
 //! - `BERTH_BRIDGE` (default `berth0`) and `BERTH_SUBNET` (default
@@ -27,9 +28,11 @@
 //! - `BERTH_IP_FORWARD=0`: never turn on `net.ipv4.ip_forward`.
 
 pub mod bridge;
+pub mod container;
 pub mod endpoint;
 pub mod etcfiles;
 pub mod ipam;
+pub mod manage;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

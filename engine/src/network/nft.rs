@@ -248,62 +248,89 @@ impl Firewall {
     }
 
     /// Add the DNAT elements of a container's published ports, all or none.
+    /// The caller holds the host ports (bound sockets), so an element that
+    /// already has one of these keys is stale — left by a container whose
+    /// monitor was killed — and is replaced.
     pub fn add_ports(&self, rules: &[PortRule]) -> Result<()> {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let add = || {
+            let commands: Vec<Value> = rules
+                .iter()
+                .map(|r| self.element("add", r.map(), vec![json!([r.key(), r.value()])]))
+                .collect();
+            run_nft_json(
+                &format!("publish {} port(s)", rules.len()),
+                &json!({ "nftables": commands }),
+            )
+        };
+        let Err(first) = add() else {
+            return Ok(());
+        };
+        if !self.exists()? {
+            // The table was deleted behind berth's back (`nft flush ruleset`).
+            self.ensure_table()?;
+            return add();
+        }
+        let state = self.list()?;
+        let stale: Vec<Value> = rules
+            .iter()
+            .filter(|r| map_elements(&state, r.map()).iter().any(|(key, _)| *key == r.key()))
+            .map(|r| self.element("delete", r.map(), vec![r.key()]))
+            .collect();
+        if stale.is_empty() {
+            return Err(first);
+        }
+        tracing::debug!(count = stale.len(), "replacing stale DNAT elements");
+        run_nft_json("remove stale DNAT elements", &json!({ "nftables": stale }))?;
+        add()
+    }
+
+    /// Delete a container's DNAT elements, as their owner (the monitor that
+    /// holds the ports): one nft call. If it fails, fall back to
+    /// [`Firewall::remove_stale_ports`].
+    pub fn remove_ports(&self, rules: &[PortRule]) -> Result<()> {
         if rules.is_empty() {
             return Ok(());
         }
         let commands: Vec<Value> = rules
             .iter()
-            .map(|r| self.element("add", r.map(), vec![json!([r.key(), r.value()])]))
+            .map(|r| self.element("delete", r.map(), vec![r.key()]))
             .collect();
-        let what = format!("publish {} port(s)", rules.len());
-        match run_nft_json(&what, &json!({ "nftables": commands.clone() })) {
-            Err(NftError::Failed { .. }) if !self.exists()? => {
-                // The table was deleted behind berth's back (`nft flush ruleset`):
-                // put it back and try once more.
-                self.ensure_table()?;
-                run_nft_json(&what, &json!({ "nftables": commands }))
-            }
-            other => other,
+        match run_nft_json(
+            &format!("unpublish {} port(s)", commands.len()),
+            &json!({ "nftables": commands }),
+        ) {
+            Ok(()) => Ok(()),
+            Err(_) => self.remove_stale_ports(rules),
         }
     }
 
-    /// Delete a container's DNAT elements. The common case is one nft call;
-    /// if it fails (some element is already gone: a cleanup after a crash,
-    /// done twice), the table is read and only what is present is deleted.
-    pub fn remove_ports(&self, rules: &[PortRule]) -> Result<()> {
-        if rules.is_empty() {
-            return Ok(());
-        }
-        let delete = |rules: Vec<&PortRule>| {
-            let commands: Vec<Value> = rules
-                .iter()
-                .map(|r| self.element("delete", r.map(), vec![r.key()]))
-                .collect();
-            run_nft_json(
-                &format!("unpublish {} port(s)", commands.len()),
-                &json!({ "nftables": commands }),
-            )
-        };
-        if delete(rules.iter().collect()).is_ok() {
-            return Ok(());
-        }
-        if !self.exists()? {
+    /// Delete those of `rules` whose element is still present *with the
+    /// same target*: the cleanup after a crash must not remove the element
+    /// of another container that has published the same port since.
+    pub fn remove_stale_ports(&self, rules: &[PortRule]) -> Result<()> {
+        if rules.is_empty() || !self.exists()? {
             return Ok(());
         }
         let state = self.list()?;
-        let present: Vec<&PortRule> = rules
+        let commands: Vec<Value> = rules
             .iter()
             .filter(|r| {
                 map_elements(&state, r.map())
                     .iter()
                     .any(|(key, value)| *key == r.key() && *value == r.value())
             })
+            .map(|r| self.element("delete", r.map(), vec![r.key()]))
             .collect();
-        if present.is_empty() {
+        if commands.is_empty() {
             return Ok(());
         }
-        delete(present)
+        run_nft_json(
+            &format!("remove {} stale DNAT element(s)", commands.len()),
+            &json!({ "nftables": commands }),
+        )
     }
 
     /// The table as nft's JSON (`nft -j list table ip NAME`).

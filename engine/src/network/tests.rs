@@ -401,3 +401,29 @@ fn a_subnet_the_host_routes_elsewhere_is_refused() {
         nl.delete_link("bt-other").unwrap();
     });
 }
+
+#[test]
+fn a_stale_element_of_a_crashed_container_is_replaced_not_reused() {
+    in_world(|| {
+        let lab = Lab::new("10.77.10.0/24");
+        let (a, b) = (id(11), id(12));
+        let crashed = lab.attach(&a, "old", NetworkMode::Bridge("bridge".into()), &["6060:60"]).unwrap();
+        let stale = crashed.settings.clone();
+        crashed.abandon_keeping_rules();
+        // The port is free again (the dead monitor's socket closed); a new
+        // container publishes it before anyone cleaned up after the crash.
+        let fresh = lab.attach(&b, "new", NetworkMode::Bridge("bridge".into()), &["6060:60"]).unwrap();
+        let new_ip = fresh.settings.endpoint.as_ref().unwrap().ip.to_string();
+        let elements = lab.firewall().port_elements().unwrap();
+        assert_eq!(elements.len(), 1, "{elements:?}");
+        assert!(elements[0].2.to_string().contains(&new_ip), "points at the new container: {elements:?}");
+        // The late cleanup of the crashed container leaves the new element alone.
+        endpoint::cleanup_after_crash(&lab.roots, &lab.options, &a, &stale);
+        assert_eq!(lab.firewall().port_elements().unwrap().len(), 1);
+        fresh.detach();
+        lab.assert_nothing_left_of(&a);
+        lab.assert_nothing_left_of(&b);
+        assert!(lab.firewall().port_elements().unwrap().is_empty());
+        lab.teardown();
+    });
+}

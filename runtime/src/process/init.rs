@@ -140,13 +140,22 @@ fn set_up(cfg: &mut InitConfig, channel: &ChildChannel) -> Result<PathBuf> {
     // Called before the first cgroup mount, or after all mounts.
     let mut joined: Option<HostCgroups> = None;
     let unshare_cgroup = cfg.unshare_later.contains(CloneFlags::CLONE_NEWCGROUP);
+    let mounts_cgroups = cfg
+        .plan
+        .mounts
+        .iter()
+        .any(|m| matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")));
     let mut cgroups_ready = || -> Result<HostCgroups> {
         if let Some(host) = &joined {
             return Ok(host.clone());
         }
         channel.wait_for_joined()?;
         // The host paths of our cgroups: read before our cgroup namespace hides them.
-        let host = HostCgroups::read()?;
+        let host = if mounts_cgroups {
+            HostCgroups::read()?
+        } else {
+            HostCgroups::default()
+        };
         if unshare_cgroup {
             nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
                 .map_err(|e| Error::sys("unshare(CLONE_NEWCGROUP)", e))?;
@@ -174,10 +183,8 @@ fn set_up(cfg: &mut InitConfig, channel: &ChildChannel) -> Result<PathBuf> {
 
     drop_privileges(cfg)?;
     super::enter_cwd(&cfg.cwd)?;
-    let program = super::find_executable(
-        cfg.args.first().map(String::as_str).unwrap_or(""),
-        &cfg.env,
-    )?;
+    let program =
+        super::find_executable(cfg.args.first().map(String::as_str).unwrap_or(""), &cfg.env)?;
     channel.send_created()?;
     // SAFETY: prctl with integer arguments only. Created: the init now lives
     // on even if `berth-runtime create` exits (a subreaper adopts it).
@@ -190,9 +197,20 @@ fn set_up(cfg: &mut InitConfig, channel: &ChildChannel) -> Result<PathBuf> {
 /// cannot tell: in a new pid namespace it is 0.)
 fn die_with_parent() -> Result<()> {
     // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     if rc != 0 {
-        return Err(Error::sys("prctl(PR_SET_PDEATHSIG)", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "prctl(PR_SET_PDEATHSIG)",
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(())
 }
@@ -200,12 +218,10 @@ fn die_with_parent() -> Result<()> {
 fn become_namespace_root() -> Result<()> {
     let zero_gid = nix::unistd::Gid::from_raw(0);
     let zero_uid = nix::unistd::Uid::from_raw(0);
-    nix::unistd::setresgid(zero_gid, zero_gid, zero_gid).map_err(|e| {
-        Error::sys("setresgid 0 in the user namespace (is gid 0 mapped?)", e)
-    })?;
-    nix::unistd::setresuid(zero_uid, zero_uid, zero_uid).map_err(|e| {
-        Error::sys("setresuid 0 in the user namespace (is uid 0 mapped?)", e)
-    })
+    nix::unistd::setresgid(zero_gid, zero_gid, zero_gid)
+        .map_err(|e| Error::sys("setresgid 0 in the user namespace (is gid 0 mapped?)", e))?;
+    nix::unistd::setresuid(zero_uid, zero_uid, zero_uid)
+        .map_err(|e| Error::sys("setresuid 0 in the user namespace (is uid 0 mapped?)", e))
 }
 
 fn unshare_time_namespace(cfg: &InitConfig) -> Result<()> {
@@ -251,10 +267,10 @@ fn set_up_terminal(sys: &dyn Syscall, socket: OwnedFd, size: Option<(u16, u16)>)
 /// with CAP_SYS_ADMIN. Without no_new_privs and without CAP_SYS_ADMIN in the
 /// final set, it is installed before the privileges go (as runc does).
 fn seccomp_early(cfg: &InitConfig) -> bool {
-    let keeps_sys_admin = cfg
-        .capabilities
-        .as_ref()
-        .is_none_or(|c| c.effective.contains(&(caps::Capability::CAP_SYS_ADMIN.index())));
+    let keeps_sys_admin = cfg.capabilities.as_ref().is_none_or(|c| {
+        c.effective
+            .contains(&(caps::Capability::CAP_SYS_ADMIN.index()))
+    });
     !cfg.no_new_privs && !keeps_sys_admin
 }
 
@@ -303,7 +319,12 @@ fn wait_for_start(cfg: &InitConfig) -> Result<OwnedFd> {
         rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .map_err(|e| Error::sys("open exec.fifo", nix::errno::Errno::from_raw(e.raw_os_error())))
+    .map_err(|e| {
+        Error::sys(
+            "open exec.fifo",
+            nix::errno::Errno::from_raw(e.raw_os_error()),
+        )
+    })
 }
 
 fn start_program(cfg: &InitConfig, program: &Path) -> Result<std::convert::Infallible> {

@@ -93,10 +93,8 @@ fn check_executable(path: &Path) -> Result<()> {
             errno: Errno::EACCES,
         });
     }
-    nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).map_err(|errno| Error::ExecDenied {
-        path: text,
-        errno,
-    })
+    nix::unistd::access(path, nix::unistd::AccessFlags::X_OK)
+        .map_err(|errno| Error::ExecDenied { path: text, errno })
 }
 
 /// chdir into `cwd` and check the result is inside the container's root: a
@@ -114,12 +112,18 @@ pub fn enter_cwd(cwd: &Path) -> Result<()> {
         Ok(now) if now.is_absolute() => Ok(()),
         Ok(now) => Err(Error::step(
             format!("chdir {}", cwd.display()),
-            format!("the working directory {} is outside the container", now.display()),
+            format!(
+                "the working directory {} is outside the container",
+                now.display()
+            ),
         )),
         // getcwd fails with ENOENT when the directory is not reachable from the root.
         Err(errno) => Err(Error::step(
             format!("chdir {}", cwd.display()),
-            format!("the working directory is outside the container ({})", errno.desc()),
+            format!(
+                "the working directory is outside the container ({})",
+                errno.desc()
+            ),
         )),
     }
 }
@@ -135,7 +139,11 @@ pub fn reset_signals() {
         unsafe { libc::signal(signal, libc::SIG_DFL) };
     }
     let empty = nix::sys::signal::SigSet::empty();
-    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None);
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    );
 }
 
 /// execve; returns only on failure, as the error to report.
@@ -143,8 +151,12 @@ pub fn execute(path: &Path, args: &[String], env: &[String]) -> Error {
     let to_c = |s: &str| CString::new(s).map_err(|_| ());
     let (Ok(c_path), Ok(c_args), Ok(c_env)) = (
         CString::new(path.as_os_str().as_bytes()).map_err(|_| ()),
-        args.iter().map(|a| to_c(a)).collect::<std::result::Result<Vec<_>, _>>(),
-        env.iter().map(|e| to_c(e)).collect::<std::result::Result<Vec<_>, _>>(),
+        args.iter()
+            .map(|a| to_c(a))
+            .collect::<std::result::Result<Vec<_>, _>>(),
+        env.iter()
+            .map(|e| to_c(e))
+            .collect::<std::result::Result<Vec<_>, _>>(),
     ) else {
         return Error::InvalidConfig {
             file: "config.json".into(),
@@ -155,7 +167,10 @@ pub fn execute(path: &Path, args: &[String], env: &[String]) -> Error {
         Err(e) => e,
         Ok(never) => match never {},
     };
-    let shown = args.first().cloned().unwrap_or_else(|| path.display().to_string());
+    let shown = args
+        .first()
+        .cloned()
+        .unwrap_or_else(|| path.display().to_string());
     match errno {
         Errno::ENOENT => Error::ExecNotFound { path: shown },
         errno => Error::ExecDenied { path: shown, errno },
@@ -188,7 +203,10 @@ mod tests {
         std::fs::write(&plain, "not a program").unwrap();
         assert!(matches!(
             find_executable(plain.to_str().unwrap(), &env),
-            Err(Error::ExecDenied { errno: Errno::EACCES, .. })
+            Err(Error::ExecDenied {
+                errno: Errno::EACCES,
+                ..
+            })
         ));
         assert!(matches!(
             find_executable("/etc", &env),

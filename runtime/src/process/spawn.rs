@@ -161,7 +161,10 @@ pub fn spawn(
     // SAFETY: libc's fork runs the atfork handlers; the child only runs
     // `intermediate_main`, which exits with _exit.
     match unsafe { libc::fork() } {
-        -1 => Err(Error::sys("fork the intermediate process", nix::errno::Errno::last())),
+        -1 => Err(Error::sys(
+            "fork the intermediate process",
+            nix::errno::Errno::last(),
+        )),
         0 => {
             close_parent_end(parent);
             let code = match intermediate_main(&request, child, child_main) {

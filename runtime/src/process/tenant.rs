@@ -68,7 +68,11 @@ fn run(cfg: &mut TenantConfig, channel: &ChildChannel) -> Result<std::convert::I
         if let Some((rows, cols)) = cfg.console_size {
             terminal::set_size(pty.master.as_fd(), rows, cols)?;
         }
-        terminal::send_fd(socket.as_fd(), pty.master.as_fd(), &format!("/dev/pts/{}", pty.number))?;
+        terminal::send_fd(
+            socket.as_fd(),
+            pty.master.as_fd(),
+            &format!("/dev/pts/{}", pty.number),
+        )?;
         drop(pty.master);
         terminal::take_as_controlling_terminal(&pty.slave)?;
     }
@@ -95,10 +99,8 @@ fn run(cfg: &mut TenantConfig, channel: &ChildChannel) -> Result<std::convert::I
         identity::set_no_new_privs()?;
     }
     super::enter_cwd(&cfg.cwd)?;
-    let program = super::find_executable(
-        cfg.args.first().map(String::as_str).unwrap_or(""),
-        &cfg.env,
-    )?;
+    let program =
+        super::find_executable(cfg.args.first().map(String::as_str).unwrap_or(""), &cfg.env)?;
     crate::fds::close_on_exec_all_but(cfg.preserve_fds)?;
     super::reset_signals();
     if !early {
@@ -110,9 +112,9 @@ fn run(cfg: &mut TenantConfig, channel: &ChildChannel) -> Result<std::convert::I
 }
 
 fn seccomp_early(cfg: &TenantConfig) -> bool {
-    let keeps_sys_admin = cfg
-        .capabilities
-        .as_ref()
-        .is_none_or(|c| c.effective.contains(&(caps::Capability::CAP_SYS_ADMIN.index())));
+    let keeps_sys_admin = cfg.capabilities.as_ref().is_none_or(|c| {
+        c.effective
+            .contains(&(caps::Capability::CAP_SYS_ADMIN.index()))
+    });
     !cfg.no_new_privs && !keeps_sys_admin
 }

@@ -201,7 +201,11 @@ pub fn mount_cgroups(
             Source::Name("tmpfs"),
             &again,
             Some("tmpfs"),
-            MsFlags::MS_REMOUNT | flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            MsFlags::MS_REMOUNT
+                | flags
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
             Some("mode=755"),
         )
         .map_err(|e| Error::io(step("read-only cgroup tmpfs"), e))?;
@@ -250,7 +254,12 @@ fn mount_hierarchy(
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )
-    .map_err(|e| Error::io(format!("bind {} on {}", source.display(), dest.display()), e))?;
+    .map_err(|e| {
+        Error::io(
+            format!("bind {} on {}", source.display(), dest.display()),
+            e,
+        )
+    })?;
     let again = sys
         .resolve(root, dest, Create::Nothing)
         .map_err(|e| Error::io(format!("reopen {}", dest.display()), e))?;
@@ -294,14 +303,24 @@ mod tests {
         let host = HostCgroups::from_tables(HYBRID_MOUNTINFO, HYBRID_CGROUP);
         let sys = RecordingSyscall::new();
         let root = sys.open_rootfs(Path::new("/bundle/rootfs")).unwrap();
-        mount_cgroups(&sys, &root, Path::new("/sys/fs/cgroup"), MsFlags::MS_RDONLY, &host, true)
-            .unwrap();
+        mount_cgroups(
+            &sys,
+            &root,
+            Path::new("/sys/fs/cgroup"),
+            MsFlags::MS_RDONLY,
+            &host,
+            true,
+        )
+        .unwrap();
         let mounts: Vec<(PathBuf, Option<String>, Option<String>)> = sys
             .mounts()
             .into_iter()
             .map(|c| match c {
                 Call::Mount {
-                    target, fstype, data, ..
+                    target,
+                    fstype,
+                    data,
+                    ..
                 } => (target, fstype, data),
                 _ => unreachable!(),
             })
@@ -309,11 +328,31 @@ mod tests {
         assert_eq!(
             mounts,
             vec![
-                ("/sys/fs/cgroup".into(), Some("tmpfs".into()), Some("mode=755".into())),
-                ("/sys/fs/cgroup/memory".into(), Some("cgroup".into()), Some("memory".into())),
-                ("/sys/fs/cgroup/systemd".into(), Some("cgroup".into()), Some("name=systemd".into())),
-                ("/sys/fs/cgroup/unified".into(), Some("cgroup2".into()), None),
-                ("/sys/fs/cgroup".into(), Some("tmpfs".into()), Some("mode=755".into())),
+                (
+                    "/sys/fs/cgroup".into(),
+                    Some("tmpfs".into()),
+                    Some("mode=755".into())
+                ),
+                (
+                    "/sys/fs/cgroup/memory".into(),
+                    Some("cgroup".into()),
+                    Some("memory".into())
+                ),
+                (
+                    "/sys/fs/cgroup/systemd".into(),
+                    Some("cgroup".into()),
+                    Some("name=systemd".into())
+                ),
+                (
+                    "/sys/fs/cgroup/unified".into(),
+                    Some("cgroup2".into()),
+                    None
+                ),
+                (
+                    "/sys/fs/cgroup".into(),
+                    Some("tmpfs".into()),
+                    Some("mode=755".into())
+                ),
             ]
         );
     }
@@ -324,11 +363,21 @@ mod tests {
         let host = HostCgroups::from_tables(mi, "0::/berth/c1\n");
         let sys = RecordingSyscall::new();
         let root = sys.open_rootfs(Path::new("/r")).unwrap();
-        mount_cgroups(&sys, &root, Path::new("/sys/fs/cgroup"), MsFlags::empty(), &host, false)
-            .unwrap();
+        mount_cgroups(
+            &sys,
+            &root,
+            Path::new("/sys/fs/cgroup"),
+            MsFlags::empty(),
+            &host,
+            false,
+        )
+        .unwrap();
         match &sys.mounts()[0] {
             Call::Mount { source, flags, .. } => {
-                assert_eq!(source.as_deref(), Some(Path::new("/sys/fs/cgroup/berth/c1")));
+                assert_eq!(
+                    source.as_deref(),
+                    Some(Path::new("/sys/fs/cgroup/berth/c1"))
+                );
                 assert!(flags.contains(MsFlags::MS_BIND));
             }
             other => panic!("{other:?}"),

@@ -66,7 +66,11 @@ pub struct RootfsPlan {
 pub type CgroupsReady<'a> = &'a mut dyn FnMut() -> Result<HostCgroups>;
 
 /// Steps 1: everything done while the host's root is still visible.
-pub fn prepare(sys: &dyn Syscall, plan: &RootfsPlan, cgroups_ready: CgroupsReady<'_>) -> Result<Rootfs> {
+pub fn prepare(
+    sys: &dyn Syscall,
+    plan: &RootfsPlan,
+    cgroups_ready: CgroupsReady<'_>,
+) -> Result<Rootfs> {
     set_root_propagation(sys, plan)?;
     sys.mount_path(
         Some(&plan.rootfs),
@@ -75,7 +79,12 @@ pub fn prepare(sys: &dyn Syscall, plan: &RootfsPlan, cgroups_ready: CgroupsReady
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )
-    .map_err(|e| Error::io(format!("bind rootfs {} onto itself", plan.rootfs.display()), e))?;
+    .map_err(|e| {
+        Error::io(
+            format!("bind rootfs {} onto itself", plan.rootfs.display()),
+            e,
+        )
+    })?;
     let root = sys
         .open_rootfs(&plan.rootfs)
         .map_err(|e| Error::io(format!("open rootfs {}", plan.rootfs.display()), e))?;
@@ -192,9 +201,20 @@ fn mount_one(
                     if e.raw_os_error() == Some(libc::EPERM)
                         && (fstype == "sysfs" || fstype == "mqueue") =>
                 {
-                    let host = if fstype == "sysfs" { "/sys" } else { "/dev/mqueue" };
+                    let host = if fstype == "sysfs" {
+                        "/sys"
+                    } else {
+                        "/dev/mqueue"
+                    };
                     tracing::debug!(fstype, "mount refused, binding the host's {host}");
-                    bind_host_path(sys, root, Path::new(host), &dest, true, opts.bind_remount_flags())?;
+                    bind_host_path(
+                        sys,
+                        root,
+                        Path::new(host),
+                        &dest,
+                        true,
+                        opts.bind_remount_flags(),
+                    )?;
                 }
                 Err(e) => {
                     return Err(Error::io(
@@ -250,7 +270,14 @@ fn bind_mount(
     } else {
         plan.bundle.join(source)
     };
-    bind_host_path(sys, root, &source, dest, recursive, opts.bind_remount_flags())?;
+    bind_host_path(
+        sys,
+        root,
+        &source,
+        dest,
+        recursive,
+        opts.bind_remount_flags(),
+    )?;
     apply_propagation(sys, root, dest, opts)
 }
 
@@ -516,14 +543,20 @@ mod tests {
         let proc_mount = position(&calls, |c| is_mount_on(c, "/proc", Some("proc")));
         let dev_mount = position(&calls, |c| is_mount_on(c, "/dev", Some("tmpfs")));
         let pts_mount = position(&calls, |c| is_mount_on(c, "/dev/pts", Some("devpts")));
-        let null_node = position(&calls, |c| matches!(c, Call::Mknod { path, .. } if path == Path::new("/dev/null")));
+        let null_node = position(
+            &calls,
+            |c| matches!(c, Call::Mknod { path, .. } if path == Path::new("/dev/null")),
+        );
         let kcore_mask = position(&calls, |c| {
             matches!(c, Call::Mount { source: Some(s), target, .. }
                 if target == Path::new("/proc/kcore") && s == Path::new("/dev/null"))
         });
         let acpi_mask = position(&calls, |c| is_mount_on(c, "/proc/acpi", Some("tmpfs")));
         let pivot_at = position(&calls, |c| matches!(c, Call::PivotRoot { .. }));
-        assert!(proc_mount < dev_mount && dev_mount < pts_mount, "config order");
+        assert!(
+            proc_mount < dev_mount && dev_mount < pts_mount,
+            "config order"
+        );
         assert!(pts_mount < null_node, "devices after the /dev tmpfs");
         assert!(null_node < kcore_mask && kcore_mask < acpi_mask);
         assert!(acpi_mask < pivot_at, "everything before pivot_root");
@@ -603,7 +636,9 @@ mod tests {
                 data: None
             }
         );
-        assert!(!mounts.iter().any(|c| is_mount_on(c, "/proc/acpi", Some("tmpfs"))));
+        assert!(!mounts
+            .iter()
+            .any(|c| is_mount_on(c, "/proc/acpi", Some("tmpfs"))));
     }
 
     #[test]
@@ -611,7 +646,10 @@ mod tests {
         let sys = RecordingSyscall::new();
         sys.fail_on("target: \"/proc\"", nix::errno::Errno::EPERM);
         let err = prepare(&sys, &plan(), &mut HostCgroups::none).unwrap_err();
-        assert_eq!(err.to_string(), "mount proc on /proc: Operation not permitted");
+        assert_eq!(
+            err.to_string(),
+            "mount proc on /proc: Operation not permitted"
+        );
     }
 
     #[test]

@@ -134,9 +134,24 @@ pub fn parse(options: &[String]) -> Result<MountOptions, String> {
         }
         if matches!(
             option,
-            "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec"
-                | "rnoatime" | "ratime" | "rrelatime" | "rnorelatime" | "rstrictatime"
-                | "rnostrictatime" | "rnodiratime" | "rdiratime" | "rnosymfollow" | "rsymfollow"
+            "rro"
+                | "rrw"
+                | "rnosuid"
+                | "rsuid"
+                | "rnodev"
+                | "rdev"
+                | "rnoexec"
+                | "rexec"
+                | "rnoatime"
+                | "ratime"
+                | "rrelatime"
+                | "rnorelatime"
+                | "rstrictatime"
+                | "rnostrictatime"
+                | "rnodiratime"
+                | "rdiratime"
+                | "rnosymfollow"
+                | "rsymfollow"
         ) {
             return Err(format!(
                 "mount option {option:?} (recursive mount attribute) is not supported by berth-runtime; use {:?} on each mount",

@@ -59,12 +59,17 @@ impl Syscall for LinuxSyscall {
             }
             (Err(_), Create::File) => {
                 let (parent, name) = beneath::split_last(path)?;
-                let dir = beneath::mkdir_all_beneath(root_fd, &parent, RMode::from_raw_mode(0o755))?;
+                let dir =
+                    beneath::mkdir_all_beneath(root_fd, &parent, RMode::from_raw_mode(0o755))?;
                 // O_EXCL|O_NOFOLLOW: never write through a (dangling) symlink.
                 match rustix::fs::openat(
                     &dir,
                     name,
-                    OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::WRONLY | OFlags::CLOEXEC,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::WRONLY
+                        | OFlags::CLOEXEC,
                     RMode::from_raw_mode(0o644),
                 ) {
                     Ok(_) | Err(rustix::io::Errno::EXIST) => {}
@@ -76,7 +81,10 @@ impl Syscall for LinuxSyscall {
     }
 
     fn resolve_host(&self, path: &Path) -> io::Result<Target> {
-        Ok(Target::new(path.to_path_buf(), Some(Self::open_path(path)?)))
+        Ok(Target::new(
+            path.to_path_buf(),
+            Some(Self::open_path(path)?),
+        ))
     }
 
     fn host_is_dir(&self, path: &Path) -> io::Result<bool> {
@@ -107,13 +115,17 @@ impl Syscall for LinuxSyscall {
     }
 
     fn is_dir(&self, target: &Target) -> io::Result<bool> {
-        let fd = target.fd().ok_or_else(|| io::Error::other("target not open"))?;
+        let fd = target
+            .fd()
+            .ok_or_else(|| io::Error::other("target not open"))?;
         let stat = rustix::fs::fstat(fd)?;
         Ok(rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Directory)
     }
 
     fn is_char_device(&self, target: &Target, major: u64, minor: u64) -> io::Result<bool> {
-        let fd = target.fd().ok_or_else(|| io::Error::other("target not open"))?;
+        let fd = target
+            .fd()
+            .ok_or_else(|| io::Error::other("target not open"))?;
         let stat = rustix::fs::fstat(fd)?;
         let is_char = rustix::fs::FileType::from_raw_mode(stat.st_mode)
             == rustix::fs::FileType::CharacterDevice;
@@ -124,7 +136,9 @@ impl Syscall for LinuxSyscall {
     }
 
     fn mount_flags(&self, target: &Target) -> io::Result<MsFlags> {
-        let fd = target.fd().ok_or_else(|| io::Error::other("target not open"))?;
+        let fd = target
+            .fd()
+            .ok_or_else(|| io::Error::other("target not open"))?;
         let stat = nix::sys::statvfs::fstatvfs(fd).map_err(errno_to_io)?;
         let flags = stat.flags();
         let mut out = MsFlags::empty();
@@ -203,12 +217,16 @@ impl Syscall for LinuxSyscall {
         perm: Mode,
         dev: u64,
     ) -> io::Result<()> {
-        let fd = dir.fd().ok_or_else(|| io::Error::other("target not open"))?;
+        let fd = dir
+            .fd()
+            .ok_or_else(|| io::Error::other("target not open"))?;
         nix::sys::stat::mknodat(fd, name, kind, perm, dev).map_err(errno_to_io)
     }
 
     fn chown(&self, dir: &Target, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
-        let fd = dir.fd().ok_or_else(|| io::Error::other("target not open"))?;
+        let fd = dir
+            .fd()
+            .ok_or_else(|| io::Error::other("target not open"))?;
         nix::unistd::fchownat(
             fd,
             name,
@@ -220,12 +238,16 @@ impl Syscall for LinuxSyscall {
     }
 
     fn symlink(&self, points_to: &Path, dir: &Target, name: &OsStr) -> io::Result<()> {
-        let fd = dir.fd().ok_or_else(|| io::Error::other("target not open"))?;
+        let fd = dir
+            .fd()
+            .ok_or_else(|| io::Error::other("target not open"))?;
         nix::unistd::symlinkat(points_to, fd, name).map_err(errno_to_io)
     }
 
     fn unlink(&self, dir: &Target, name: &OsStr) -> io::Result<()> {
-        let fd = dir.fd().ok_or_else(|| io::Error::other("target not open"))?;
+        let fd = dir
+            .fd()
+            .ok_or_else(|| io::Error::other("target not open"))?;
         match nix::unistd::unlinkat(fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
             Err(e) => Err(errno_to_io(e)),

@@ -39,15 +39,47 @@ impl Report {
 }
 
 const CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 fn main() {
@@ -56,8 +88,9 @@ fn main() {
         eprintln!("usage: berth-checker CONFIG.json [HOST_NAMESPACES.json]");
         std::process::exit(2);
     };
-    let config: Value = serde_json::from_str(&fs::read_to_string(config_path).expect("read config"))
-        .expect("config is JSON");
+    let config: Value =
+        serde_json::from_str(&fs::read_to_string(config_path).expect("read config"))
+            .expect("config is JSON");
     let host_ns: Value = args
         .get(2)
         .and_then(|p| fs::read_to_string(p).ok())
@@ -78,6 +111,7 @@ fn main() {
     check_sysctl(&mut r, &config["linux"]);
     check_seccomp(&mut r, &config["linux"]);
     check_cgroup_limits(&mut r, &config["linux"]);
+    check_time_offsets(&mut r, &config["linux"]);
     println!("{} failure(s)", r.failures);
     std::process::exit(if r.failures == 0 { 0 } else { 1 });
 }
@@ -86,7 +120,10 @@ fn status_field(name: &str) -> String {
     fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_string()))
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name}:"))
+                .map(|v| v.trim().to_string())
+        })
         .unwrap_or_default()
 }
 
@@ -99,7 +136,12 @@ fn check_identity(r: &mut Report, process: &Value) {
     r.equal("user.gid", user["gid"].as_u64().unwrap_or(0) as u32, gid);
     let wanted: BTreeSet<u32> = user["additionalGids"]
         .as_array()
-        .map(|a| a.iter().filter_map(|g| g.as_u64()).map(|g| g as u32).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g.as_u64())
+                .map(|g| g as u32)
+                .collect()
+        })
         .unwrap_or_default();
     let mut groups = [0 as libc::gid_t; 256];
     // SAFETY: the buffer holds 256 gids.
@@ -121,12 +163,20 @@ fn check_env_cwd(r: &mut Report, process: &Value) {
     let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
     for wanted in process["env"].as_array().into_iter().flatten() {
         let wanted = wanted.as_str().unwrap_or_default();
-        r.check(&format!("env {wanted}"), env.iter().any(|e| e == wanted), || {
-            format!("not in {env:?}")
-        });
+        r.check(
+            &format!("env {wanted}"),
+            env.iter().any(|e| e == wanted),
+            || format!("not in {env:?}"),
+        );
     }
-    let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
-    r.equal("cwd", process["cwd"].as_str().unwrap_or("/").to_string(), cwd);
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    r.equal(
+        "cwd",
+        process["cwd"].as_str().unwrap_or("/").to_string(),
+        cwd,
+    );
 }
 
 fn cap_mask(set: &Value) -> u64 {
@@ -150,14 +200,21 @@ fn check_capabilities(r: &mut Report, process: &Value) {
         ("ambient", "CapAmb"),
     ] {
         let got = u64::from_str_radix(&status_field(field), 16).unwrap_or(u64::MAX);
-        // For root, execve makes the permitted and effective sets equal to
-        // the bounding set (file capabilities are "all" for uid 0); the
-        // configured sets are what the runtime set before execve.
+        // The configured sets are what the runtime set before execve; the
+        // checker sees them after it (capabilities(7), "Transformation of
+        // capabilities during execve"): for uid 0 the file sets count as
+        // full, so permitted = effective = inheritable | bounding | ambient;
+        // for other uids (no file capabilities) only the ambient set
+        // survives into permitted and effective.
         let uid_is_root = process["user"]["uid"].as_u64().unwrap_or(0) == 0;
-        let wanted = if uid_is_root && (set == "effective" || set == "permitted") {
-            cap_mask(&caps["bounding"]) | cap_mask(&caps["ambient"])
-        } else {
-            cap_mask(&caps[set])
+        let wanted = match set {
+            "effective" | "permitted" if uid_is_root => {
+                cap_mask(&caps["bounding"])
+                    | cap_mask(&caps["inheritable"])
+                    | cap_mask(&caps["ambient"])
+            }
+            "effective" | "permitted" => cap_mask(&caps["ambient"]),
+            _ => cap_mask(&caps[set]),
         };
         r.check(&format!("capabilities.{set}"), wanted == got, || {
             format!("wanted {wanted:#x}, got {got:#x}")
@@ -189,12 +246,18 @@ fn check_rlimits(r: &mut Report, process: &Value) {
         let Some(resource) = rlimit_resource(name) else {
             continue;
         };
-        let mut got = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut got = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         // SAFETY: valid out-pointer.
         unsafe { libc::getrlimit(resource, &mut got) };
         r.equal(
             &format!("rlimits.{name}"),
-            (limit["soft"].as_u64().unwrap_or(0), limit["hard"].as_u64().unwrap_or(0)),
+            (
+                limit["soft"].as_u64().unwrap_or(0),
+                limit["hard"].as_u64().unwrap_or(0),
+            ),
             (got.rlim_cur, got.rlim_max),
         );
     }
@@ -202,7 +265,11 @@ fn check_rlimits(r: &mut Report, process: &Value) {
 
 fn check_process_misc(r: &mut Report, process: &Value) {
     let nnp = process["noNewPrivileges"].as_bool().unwrap_or(false);
-    r.equal("noNewPrivileges", if nnp { "1" } else { "0" }.to_string(), status_field("NoNewPrivs"));
+    r.equal(
+        "noNewPrivileges",
+        if nnp { "1" } else { "0" }.to_string(),
+        status_field("NoNewPrivs"),
+    );
     if let Some(score) = process["oomScoreAdj"].as_i64() {
         let got = fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
         r.equal("oomScoreAdj", score.to_string(), got.trim().to_string());
@@ -215,7 +282,9 @@ fn check_hostname(r: &mut Report, config: &Value) {
     unsafe { libc::uname(&mut uts) };
     let field = |f: &[libc::c_char]| {
         // SAFETY: utsname fields are NUL-terminated.
-        unsafe { std::ffi::CStr::from_ptr(f.as_ptr()) }.to_string_lossy().into_owned()
+        unsafe { std::ffi::CStr::from_ptr(f.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
     };
     if let Some(name) = config["hostname"].as_str() {
         r.equal("hostname", name.to_string(), field(&uts.nodename));
@@ -238,12 +307,14 @@ fn check_namespaces(r: &mut Report, config: &Value, host_ns: &Value) {
     if host_ns.is_null() {
         return;
     }
-    let file_name = |t: &str| match t {
-        "mount" => "mnt",
-        "network" => "net",
-        other => other,
-    }
-    .to_string();
+    let file_name = |t: &str| {
+        match t {
+            "mount" => "mnt",
+            "network" => "net",
+            other => other,
+        }
+        .to_string()
+    };
     let listed: Vec<String> = config["linux"]["namespaces"]
         .as_array()
         .into_iter()
@@ -256,9 +327,11 @@ fn check_namespaces(r: &mut Report, config: &Value, host_ns: &Value) {
         };
         let got = ns_inode(kind);
         if listed.iter().any(|l| l == kind) {
-            r.check(&format!("namespace {kind} is the container's own"), got != host, || {
-                format!("still the host's ({host})")
-            });
+            r.check(
+                &format!("namespace {kind} is the container's own"),
+                got != host,
+                || format!("still the host's ({host})"),
+            );
         } else {
             r.equal(&format!("namespace {kind} is the host's"), host, got);
         }
@@ -309,14 +382,20 @@ fn check_root_and_mounts(r: &mut Report, config: &Value) {
         };
         let bind = options.iter().any(|o| *o == "bind" || *o == "rbind");
         if !bind && fstype != "cgroup" && fstype != "sysfs" && fstype != "mqueue" {
-            r.equal(&format!("mount {dest} type"), fstype.to_string(), fs.clone());
+            r.equal(
+                &format!("mount {dest} type"),
+                fstype.to_string(),
+                fs.clone(),
+            );
         }
         let per_mount: Vec<&str> = opts.split(',').collect();
         for flag in ["ro", "nosuid", "nodev", "noexec"] {
             if options.contains(&flag) {
-                r.check(&format!("mount {dest} {flag}"), per_mount.contains(&flag), || {
-                    format!("options are {opts}")
-                });
+                r.check(
+                    &format!("mount {dest} {flag}"),
+                    per_mount.contains(&flag),
+                    || format!("options are {opts}"),
+                );
             }
         }
     }
@@ -343,13 +422,17 @@ fn check_masked_and_readonly(r: &mut Report, linux: &Value) {
             continue;
         }
         let ro = statvfs_flags(path).is_some_and(|f| f & libc::ST_RDONLY != 0);
-        r.check(&format!("readonly {path}"), ro, || "mounted read-write".into());
+        r.check(&format!("readonly {path}"), ro, || {
+            "mounted read-write".into()
+        });
     }
 }
 
 fn check_devices(r: &mut Report, linux: &Value) {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let mut expected: Vec<(String, String, u64, u64, Option<u32>, u32, u32)> = vec![
+    // (path, type, major, minor, mode, uid, gid)
+    type Expected = (String, String, u64, u64, Option<u32>, u32, u32);
+    let mut expected: Vec<Expected> = vec![
         ("/dev/null".into(), "c".into(), 1, 3, None, 0, 0),
         ("/dev/zero".into(), "c".into(), 1, 5, None, 0, 0),
         ("/dev/full".into(), "c".into(), 1, 7, None, 0, 0),
@@ -370,6 +453,13 @@ fn check_devices(r: &mut Report, linux: &Value) {
             d["gid"].as_u64().unwrap_or(0) as u32,
         ));
     }
+    // In a new user namespace the runtime cannot mknod: the default devices
+    // are the host's nodes bind-mounted, owned by the host's (unmapped) root.
+    let user_ns = linux["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|n| n["type"] == "user");
     for (path, kind, major, minor, mode, uid, gid) in expected {
         let Ok(meta) = fs::metadata(&path) else {
             r.check(&format!("device {path}"), false, || "missing".into());
@@ -381,19 +471,33 @@ fn check_devices(r: &mut Report, linux: &Value) {
             "p" => ft.is_fifo(),
             _ => ft.is_char_device(),
         };
-        r.check(&format!("device {path} type {kind}"), kind_ok, || format!("{ft:?}"));
+        r.check(&format!("device {path} type {kind}"), kind_ok, || {
+            format!("{ft:?}")
+        });
         if kind != "p" {
             let rdev = meta.rdev();
             let got = (libc::major(rdev) as u64, libc::minor(rdev) as u64);
             r.equal(&format!("device {path} number"), (major, minor), got);
         }
         if let Some(mode) = mode {
-            r.equal(&format!("device {path} mode"), mode & 0o7777, meta.mode() & 0o7777);
+            r.equal(
+                &format!("device {path} mode"),
+                mode & 0o7777,
+                meta.mode() & 0o7777,
+            );
         }
-        r.equal(&format!("device {path} owner"), (uid, gid), (meta.uid(), meta.gid()));
+        if !user_ns {
+            r.equal(
+                &format!("device {path} owner"),
+                (uid, gid),
+                (meta.uid(), meta.gid()),
+            );
+        }
     }
     for (link, target) in [("/dev/fd", "/proc/self/fd"), ("/dev/ptmx", "pts/ptmx")] {
-        let got = fs::read_link(link).map(|p| p.display().to_string()).unwrap_or_default();
+        let got = fs::read_link(link)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         r.equal(&format!("symlink {link}"), target.to_string(), got);
     }
 }
@@ -404,7 +508,11 @@ fn check_sysctl(r: &mut Report, linux: &Value) {
         let got = fs::read_to_string(&path).unwrap_or_default();
         r.equal(
             &format!("sysctl {key}"),
-            value.as_str().unwrap_or_default().split_whitespace().collect::<Vec<_>>(),
+            value
+                .as_str()
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<Vec<_>>(),
             got.split_whitespace().collect(),
         );
     }
@@ -421,8 +529,11 @@ fn try_syscall(name: &str) -> Option<i32> {
             "mkdir" | "mkdirat" => {
                 let p = CString::new("/tmp/berth-checker-seccomp").ok()?;
                 let rc = libc::mkdirat(libc::AT_FDCWD, p.as_ptr(), 0o700);
+                if rc < 0 {
+                    return Some(*libc::__errno_location());
+                }
                 libc::rmdir(p.as_ptr());
-                rc as libc::c_long
+                0
             }
             "uname" => {
                 let mut u: libc::utsname = std::mem::zeroed();
@@ -442,7 +553,9 @@ fn check_seccomp(r: &mut Report, linux: &Value) {
     let mode = status_field("Seccomp");
     r.equal("seccomp mode is filter", "2".to_string(), mode);
     for rule in profile["syscalls"].as_array().into_iter().flatten() {
-        if rule["action"] != "SCMP_ACT_ERRNO" || rule["args"].as_array().is_some_and(|a| !a.is_empty()) {
+        if rule["action"] != "SCMP_ACT_ERRNO"
+            || rule["args"].as_array().is_some_and(|a| !a.is_empty())
+        {
             continue;
         }
         let errno = rule["errnoRet"].as_i64().unwrap_or(libc::EPERM as i64) as i32;
@@ -484,7 +597,28 @@ fn check_cgroup_limits(r: &mut Report, linux: &Value) {
         if let Some(got) = read_first(&["/sys/fs/cgroup/cpu/cpu.cfs_quota_us"]) {
             r.equal("cpu.quota", quota.to_string(), got);
         } else if let Some(got) = read_first(&["/sys/fs/cgroup/cpu.max"]) {
-            r.equal("cpu.quota", quota.to_string(), got.split(' ').next().unwrap_or("").to_string());
+            r.equal(
+                "cpu.quota",
+                quota.to_string(),
+                got.split(' ').next().unwrap_or("").to_string(),
+            );
         }
+    }
+}
+
+fn check_time_offsets(r: &mut Report, linux: &Value) {
+    if let Some(secs) = linux["timeOffsets"]["monotonic"]["secs"].as_i64() {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid out-pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        r.check("timeOffsets.monotonic", ts.tv_sec >= secs, || {
+            format!(
+                "CLOCK_MONOTONIC is {} s, below the offset {secs} s",
+                ts.tv_sec
+            )
+        });
     }
 }

@@ -177,7 +177,11 @@ impl Runtime {
         let args: Vec<std::ffi::OsString> =
             args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let out = self.run(&args);
-        assert!(out.status.success(), "berth-runtime {args:?}: {}", describe(&out));
+        assert!(
+            out.status.success(),
+            "berth-runtime {args:?}: {}",
+            describe(&out)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -317,7 +321,11 @@ pub fn host_mounts_below(dir: &Path) -> Vec<String> {
 /// Assert that nothing of container `id` is left: cgroups, state, processes,
 /// mounts below the bundle.
 pub fn assert_nothing_left(rt: &Runtime, id: &str, bundle: &Bundle) {
-    assert_eq!(cgroup_dirs_of(id), Vec::<PathBuf>::new(), "cgroups of {id} left behind");
+    assert_eq!(
+        cgroup_dirs_of(id),
+        Vec::<PathBuf>::new(),
+        "cgroups of {id} left behind"
+    );
     assert!(
         !rt.root.path().join(id).exists(),
         "state directory of {id} left behind"

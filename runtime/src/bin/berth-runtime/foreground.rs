@@ -39,7 +39,9 @@ pub fn block_signals() -> nix::Result<SignalFd> {
 /// Wait for `pid` (our child), forwarding signals and relaying `console`.
 /// Returns the exit code to use: the status, or 128+N when killed by signal N.
 pub fn wait(pid: Pid, signals: &mut SignalFd, console: Option<OwnedFd>) -> i32 {
-    let _raw = console.as_ref().and_then(|_| RawMode::enable(std::io::stdin().as_fd()));
+    let _raw = console
+        .as_ref()
+        .and_then(|_| RawMode::enable(std::io::stdin().as_fd()));
     if let Some(master) = &console {
         copy_window_size(std::io::stdin().as_fd(), master.as_fd());
     }

@@ -239,10 +239,18 @@ fn run(cli: Cli) -> Result<u8> {
             Err(rt::Error::NotFound(_)) if force => Ok(0),
             other => other.map(|()| 0).map_err(Into::into),
         },
-        Command::Run { create, detach, keep } => run_container(root, &create, detach, keep),
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => run_container(root, &create, detach, keep),
         Command::Exec(args) => exec(root, args),
         Command::List { format, quiet } => list(root, &format, quiet),
-        Command::Ps { format, id, ps_args } => ps(root, &id, &format, ps_args),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(root, &id, &format, ps_args),
         Command::Pause { id } => {
             rt::pause(root, &id)?;
             Ok(0)
@@ -264,7 +272,8 @@ fn run(cli: Cli) -> Result<u8> {
                 bail!("{} exists; remove it first", file.display());
             }
             let text = serde_json::to_string_pretty(&rt::bundle::default_spec_json())?;
-            std::fs::write(&file, text + "\n").with_context(|| format!("write {}", file.display()))?;
+            std::fs::write(&file, text + "\n")
+                .with_context(|| format!("write {}", file.display()))?;
             Ok(0)
         }
         Command::Update {
@@ -389,9 +398,15 @@ fn exec_process(root: &Path, args: &ExecArgs) -> Result<Process> {
             None => (user.as_str(), None),
         };
         let mut u = process.user().clone();
-        u.set_uid(uid.parse().map_err(|_| anyhow!("--user {user}: expected UID[:GID] numbers"))?);
+        u.set_uid(
+            uid.parse()
+                .map_err(|_| anyhow!("--user {user}: expected UID[:GID] numbers"))?,
+        );
         if let Some(g) = gid {
-            u.set_gid(g.parse().map_err(|_| anyhow!("--user {user}: expected UID[:GID] numbers"))?);
+            u.set_gid(
+                g.parse()
+                    .map_err(|_| anyhow!("--user {user}: expected UID[:GID] numbers"))?,
+            );
         }
         process.set_user(u);
     }
@@ -446,7 +461,7 @@ fn list(root: &Path, format: &str, quiet: bool) -> Result<u8> {
                     "{:<20} {:<10} {:<10} {:<40} {:<30} root",
                     s.id,
                     s.pid,
-                    s.status,
+                    s.status.to_string(),
                     s.bundle.display(),
                     s.created.to_rfc3339()
                 );
@@ -483,7 +498,10 @@ fn ps(root: &Path, id: &str, format: &str, ps_args: Vec<String>) -> Result<u8> {
                 .ok_or_else(|| anyhow!("ps output has no PID column"))?;
             println!("{header}");
             for line in lines {
-                let pid: Option<i32> = line.split_whitespace().nth(pid_column).and_then(|p| p.parse().ok());
+                let pid: Option<i32> = line
+                    .split_whitespace()
+                    .nth(pid_column)
+                    .and_then(|p| p.parse().ok());
                 if pid.is_some_and(|p| pids.iter().any(|q| q.as_raw() == p)) {
                     println!("{line}");
                 }
@@ -507,9 +525,11 @@ fn update(
             if path == Path::new("-") {
                 std::io::stdin().read_to_string(&mut text)?;
             } else {
-                text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+                text = std::fs::read_to_string(path)
+                    .with_context(|| format!("read {}", path.display()))?;
             }
-            serde_json::from_str(&text).with_context(|| format!("{}: not linux.resources JSON", path.display()))?
+            serde_json::from_str(&text)
+                .with_context(|| format!("{}: not linux.resources JSON", path.display()))?
         }
         None => LinuxResources::default(),
     };

@@ -1,0 +1,336 @@
+//! podman (through conmon) and containerd (through its runc shim) driving
+//! berth-runtime as if it were runc. Each test uses a private store (podman
+//! `--root/--runroot`, a containerd daemon of its own) so nothing of the
+//! host's configuration is touched. Where podman or containerd is not
+//! installed the test prints a notice and returns (the one allowed skip).
+
+mod runtime_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_tests::{bin, describe, fixture, require_root};
+use runtime_support::*;
+
+fn installed(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(out.status.success(), "{what}: {}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// No cgroup directory whose name contains `needle` under any hierarchy.
+fn assert_no_cgroup_named(needle: &str) {
+    let mut found = Vec::new();
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let walk = Command::new("find")
+            .arg(hierarchy.path())
+            .args([
+                "-maxdepth",
+                "3",
+                "-type",
+                "d",
+                "-name",
+                &format!("*{needle}*"),
+            ])
+            .output()
+            .unwrap();
+        found.extend(
+            String::from_utf8_lossy(&walk.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(found, Vec::<String>::new(), "cgroups left behind");
+}
+
+struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        Podman {
+            dir: tempfile::Builder::new()
+                .prefix("berth-podman-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(self.dir.path().join("root"))
+            .arg("--runroot")
+            .arg(self.dir.path().join("runroot"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+            .args(["--events-backend", "file"])
+            .arg("--runtime")
+            .arg(bin("berth-runtime"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("run podman")
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.run(&["rm", "--all", "--force"]);
+        berth_tests::unmount_everything_below(self.dir.path());
+    }
+}
+
+#[test]
+fn podman_runs_execs_pauses_and_removes_containers_with_berth_runtime() {
+    require_root();
+    if !installed("podman") || !installed("conmon") {
+        eprintln!("NOTICE: podman or conmon is not installed; skipping the podman test (apt-get install podman)");
+        return;
+    }
+    let podman = Podman::new();
+    ok(
+        podman.run(&[
+            "load",
+            "-i",
+            fixture("busybox/docker-archive.tar").to_str().unwrap(),
+        ]),
+        "podman load",
+    );
+    let image = "docker.io/library/busybox:latest";
+
+    let out = podman.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        image,
+        "sh",
+        "-c",
+        "echo hello; id -u",
+    ]);
+    assert_eq!(ok(out, "podman run --rm"), "hello\n0\n");
+    let out = podman.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        image,
+        "sh",
+        "-c",
+        "exit 42",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(42),
+        "the exit code comes through: {}",
+        describe(&out)
+    );
+
+    let id = ok(
+        podman.run(&["run", "-d", "--network", "none", image, "sleep", "120"]),
+        "podman run -d",
+    )
+    .trim()
+    .to_string();
+    let out = ok(
+        podman.run(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "echo in-exec; ps -o comm | grep -c sleep",
+        ]),
+        "exec",
+    );
+    assert_eq!(out, "in-exec\n1\n");
+    let out = ok(podman.run(&["exec", "-t", &id, "tty"]), "exec -t");
+    assert!(out.trim().starts_with("/dev/pts/"), "{out:?}");
+    ok(podman.run(&["pause", &id]), "pause");
+    let status = ok(
+        podman.run(&["inspect", "--format", "{{.State.Status}}", &id]),
+        "inspect",
+    );
+    assert_eq!(status.trim(), "paused");
+    ok(podman.run(&["unpause", &id]), "unpause");
+    let status = ok(
+        podman.run(&["inspect", "--format", "{{.State.Status}}", &id]),
+        "inspect",
+    );
+    assert_eq!(status.trim(), "running");
+    ok(podman.run(&["rm", "--force", &id]), "rm --force");
+    assert_no_cgroup_named(&id);
+}
+
+/// A containerd daemon of our own, killed (by pid) on drop.
+struct Containerd {
+    dir: tempfile::TempDir,
+    daemon: Child,
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-ctd-")
+            .tempdir()
+            .unwrap();
+        let p = dir.path();
+        let config = format!(
+            "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{}\"\n",
+            p.join("root").display(),
+            p.join("state").display(),
+            p.join("containerd.sock").display()
+        );
+        std::fs::write(p.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(p.join("containerd.log")).unwrap();
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(p.join("config.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let ctd = Containerd { dir, daemon };
+        // Wait for its socket to answer.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ctd.ctr(&["version"]).status.success() {
+            assert!(Instant::now() < deadline, "containerd did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ctd
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("containerd.sock")
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(self.socket())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ctr")
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        berth_tests::unmount_everything_below(self.dir.path());
+    }
+}
+
+#[test]
+fn containerd_runs_execs_lists_and_kills_tasks_with_berth_runtime() {
+    require_root();
+    if !installed("containerd") || !installed("ctr") {
+        eprintln!("NOTICE: containerd is not installed; skipping the containerd test (apt-get install containerd)");
+        return;
+    }
+    let ctd = Containerd::start();
+    let runtime = bin("berth-runtime");
+    let runtime = runtime.to_str().unwrap();
+    ok(
+        ctd.ctr(&[
+            "images",
+            "import",
+            fixture("busybox/docker-archive.tar").to_str().unwrap(),
+        ]),
+        "ctr images import",
+    );
+    let image = "docker.io/library/busybox:latest";
+    let one_shot = unique_id("ctd-once");
+    let out = ctd.ctr(&[
+        "run",
+        "--rm",
+        "--runc-binary",
+        runtime,
+        image,
+        &one_shot,
+        "sh",
+        "-c",
+        "echo hello; exit 3",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+
+    let id = unique_id("ctd");
+    ok(
+        ctd.ctr(&[
+            "run",
+            "-d",
+            "--runc-binary",
+            runtime,
+            image,
+            &id,
+            "sleep",
+            "120",
+        ]),
+        "ctr run -d",
+    );
+    let out = ok(
+        ctd.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            &id,
+            "sh",
+            "-c",
+            "echo in-exec; ps -o comm | grep -c sleep",
+        ]),
+        "ctr task exec",
+    );
+    assert_eq!(out, "in-exec\n1\n");
+    let listing = ok(ctd.ctr(&["task", "ps", &id]), "ctr task ps");
+    assert!(
+        listing.lines().count() >= 2,
+        "the init is listed: {listing}"
+    );
+    ok(ctd.ctr(&["task", "pause", &id]), "pause");
+    let tasks = ok(ctd.ctr(&["task", "ls"]), "task ls");
+    assert!(
+        tasks
+            .lines()
+            .any(|l| l.contains(&id) && l.contains("PAUSED")),
+        "{tasks}"
+    );
+    ok(ctd.ctr(&["task", "resume", &id]), "resume");
+    ok(
+        ctd.ctr(&["task", "kill", "--all", "--signal", "SIGKILL", &id]),
+        "kill --all",
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tasks = ok(ctd.ctr(&["task", "ls"]), "task ls");
+        if tasks
+            .lines()
+            .any(|l| l.contains(&id) && l.contains("STOPPED"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the task never stopped: {tasks}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ok(ctd.ctr(&["task", "delete", &id]), "task delete");
+    ok(ctd.ctr(&["container", "delete", &id]), "container delete");
+    assert_no_cgroup_named(&id);
+    assert!(
+        !Path::new("/run/containerd/runc/default").join(&id).exists(),
+        "berth-runtime state removed"
+    );
+}
