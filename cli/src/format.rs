@@ -60,7 +60,8 @@ pub fn human_size(bytes: u64) -> String {
     format!("{}{}", format_g3(size), UNITS[unit])
 }
 
-/// Go's `%.3g` for the magnitudes human_size produces (0 <= x < 1000).
+/// Go's `%.3g` for the magnitudes human_size produces (0 <= x < 1000),
+/// including its exponent form when rounding reaches 1000 ("1e+03").
 fn format_g3(x: f64) -> String {
     let digits_before_point = if x < 1.0 {
         1
@@ -69,6 +70,9 @@ fn format_g3(x: f64) -> String {
     };
     let decimals = 3usize.saturating_sub(digits_before_point);
     let text = format!("{x:.decimals$}");
+    if text.parse::<f64>().is_ok_and(|rounded| rounded >= 1000.0) {
+        return "1e+03".to_string();
+    }
     if text.contains('.') {
         text.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
@@ -76,8 +80,9 @@ fn format_g3(x: f64) -> String {
     }
 }
 
-/// Print rows as docker does: columns separated by at least three spaces,
-/// each as wide as its widest cell; the last column is not padded.
+/// Print rows as docker's tabwriter does (minimum width 10, padding 3):
+/// each column as wide as its widest cell plus three spaces, and at least 10
+/// characters; the last column is not padded, trailing spaces are trimmed.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -92,10 +97,12 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         for (i, cell) in row.iter().enumerate() {
             out.push_str(cell);
             if i < last {
-                let pad = widths[i] - cell.chars().count() + 3;
+                let pad = (widths[i] + 3).max(10) - cell.chars().count();
                 out.extend(std::iter::repeat_n(' ', pad));
             }
         }
+        let trimmed = out.trim_end_matches(' ').len();
+        out.truncate(trimmed);
         out.push('\n');
     }
     out
@@ -143,12 +150,33 @@ mod tests {
         assert_eq!(human_size(4_261_412), "4.26MB");
         assert_eq!(human_size(124_000_000), "124MB");
         assert_eq!(human_size(1_500), "1.5kB");
+        assert_eq!(human_size(728_000), "728kB");
+        assert_eq!(human_size(1_230_000_000), "1.23GB");
+        assert_eq!(human_size(10_500_000), "10.5MB");
+        assert_eq!(
+            human_size(999_999),
+            "1e+03kB",
+            "Go's %.3g, as docker prints it"
+        );
     }
 
     #[test]
     fn tables_align_columns_with_three_spaces() {
         let out = table(&["A", "LONGER"], &[vec!["xyz1".into(), "v".into()]]);
-        assert_eq!(out, "A      LONGER\nxyz1   v\n");
+        assert_eq!(
+            out, "A         LONGER\nxyz1      v\n",
+            "narrow columns are 10 wide"
+        );
+        let out = table(
+            &["REPOSITORY", "TAG", "SIZE"],
+            &[vec!["busybox".into(), "latest".into(), "4.26MB".into()]],
+        );
+        assert_eq!(
+            out,
+            "REPOSITORY   TAG       SIZE\nbusybox      latest    4.26MB\n"
+        );
+        let out = table(&["A", "B"], &[vec!["x".into(), "".into()]]);
+        assert_eq!(out, "A         B\nx\n", "no trailing spaces");
     }
 
     #[test]

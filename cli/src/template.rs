@@ -55,7 +55,7 @@ fn lookup<'a>(path: &str, data: &'a Value) -> anyhow::Result<&'a Value> {
 /// How Go prints a value with `{{.X}}`: strings bare, lists as `[a b]`, maps as `map[k:v]`.
 fn plain(value: &Value) -> String {
     match value {
-        Value::Null => "<no value>".into(),
+        Value::Null => "<nil>".into(),
         Value::String(s) => s.clone(),
         Value::Array(items) => format!(
             "[{}]",
@@ -89,6 +89,14 @@ mod tests {
         assert_eq!(
             render("{{.Args}}\\t{{.Labels}}", &data).unwrap(),
             "[-c x]\tmap[a:b]"
+        );
+    }
+
+    #[test]
+    fn null_prints_as_go_prints_nil() {
+        assert_eq!(
+            render("{{.Nothing}}", &json!({"Nothing": null})).unwrap(),
+            "<nil>"
         );
     }
 

@@ -84,6 +84,9 @@ pub struct RunArgs {
     /// Automatically remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Narrate each step berth asks of the kernel (mounts, namespaces, cgroup files, ...) with its real values.
+    #[arg(long)]
+    pub explain: bool,
     #[command(flatten)]
     pub flags: RunFlags,
 }
@@ -93,6 +96,9 @@ pub struct CreateArgs {
     /// Automatically remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Narrate each step berth asks of the kernel (mounts, namespaces, cgroup files, ...) with its real values.
+    #[arg(long)]
+    pub explain: bool,
     #[command(flatten)]
     pub flags: RunFlags,
 }
@@ -105,6 +111,9 @@ pub struct StartArgs {
     /// Attach container's STDIN.
     #[arg(short, long)]
     pub interactive: bool,
+    /// Narrate each step berth asks of the kernel (mounts, namespaces, cgroup files, ...) with its real values.
+    #[arg(long)]
+    pub explain: bool,
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
 }
@@ -173,11 +182,29 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
+impl ContainerCommand {
+    /// `run`, `create` and `start` with `--explain`.
+    pub fn explains(&self) -> bool {
+        match self {
+            ContainerCommand::Run(args) => args.explain,
+            ContainerCommand::Create(args) => args.explain,
+            ContainerCommand::Start(args) => args.explain,
+            _ => false,
+        }
+    }
+}
+
 pub fn run(command: ContainerCommand, ctx: &Context) -> anyhow::Result<u8> {
     match command {
         ContainerCommand::Run(args) => run_container(args, ctx),
         ContainerCommand::Create(args) => {
             let record = create_container(&args.flags, args.rm, ctx)?;
+            if args.explain {
+                eprintln!(
+                    "berth --explain: nothing has been asked of the kernel yet; `berth start --explain {}` narrates the construction",
+                    record.name
+                );
+            }
             println!("{}", record.id);
             Ok(0)
         }
@@ -270,14 +297,16 @@ fn create_container(
         &ctx.roots,
         CreateRequest {
             image: flags.image().to_string(),
-            image_id: image.id,
-            image_defaults: image.defaults,
+            image_id: image.id.clone(),
+            image_defaults: image.defaults.clone(),
             run,
             host,
             name: flags.name.clone(),
             volumes_from: flags.volumes_from.clone(),
         },
     )?;
+    // The record now protects the image from rmi; the store may collect again.
+    drop(image.hold);
     if let Some(cidfile) = &flags.cidfile {
         write_cidfile(cidfile, &record.id)?;
     }

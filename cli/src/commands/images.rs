@@ -289,7 +289,7 @@ fn inspect(args: InspectArgs, ctx: &Context) -> anyhow::Result<u8> {
         None | Some("json") => writeln!(out, "{}", pretty_json(&Value::Array(found))?)?,
         Some(template) => {
             for value in &found {
-                writeln!(out, "{}", render_template(template, value)?)?;
+                writeln!(out, "{}", crate::template::render(template, value)?)?;
             }
         }
     }
@@ -389,7 +389,10 @@ fn images(args: ImagesArgs, ctx: &Context) -> anyhow::Result<u8> {
             writeln!(
                 out,
                 "{}",
-                render_template(format, &row_json(row, args.no_trunc))?
+                crate::template::render(
+                    format.strip_prefix("table ").unwrap_or(format),
+                    &row_json(row, args.no_trunc)
+                )?
             )?;
         }
         return Ok(0);
@@ -400,7 +403,6 @@ fn images(args: ImagesArgs, ctx: &Context) -> anyhow::Result<u8> {
         header.push("DIGEST");
     }
     header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-    table.push(header.iter().map(|s| s.to_string()).collect());
     for row in &rows {
         let json = row_json(row, args.no_trunc);
         let field = |k: &str| json[k].as_str().unwrap_or_default().to_string();
@@ -411,7 +413,7 @@ fn images(args: ImagesArgs, ctx: &Context) -> anyhow::Result<u8> {
         cells.extend([field("ID"), field("CreatedSince"), field("Size")]);
         table.push(cells);
     }
-    write!(out, "{}", tabulate(&table))?;
+    write!(out, "{}", crate::format::table(&header, &table))?;
     Ok(0)
 }
 
@@ -442,227 +444,14 @@ fn row_json(row: &Row<'_>, no_trunc: bool) -> Value {
     json!({
         "Containers": "N/A",
         "CreatedAt": created.map(|t| t.format("%Y-%m-%d %H:%M:%S %z %Z").to_string()).unwrap_or_default(),
-        "CreatedSince": created.map(|t| format!("{} ago", human_duration(chrono::Utc::now() - t))).unwrap_or_else(|| "N/A".to_string()),
+        "CreatedSince": created.map(|t| format!("{} ago", crate::format::human_duration(chrono::Utc::now() - t))).unwrap_or_else(|| "N/A".to_string()),
         "Digest": row.digest,
         "ID": id,
         "Repository": row.repository,
         "SharedSize": "N/A",
-        "Size": human_size(image.size()),
+        "Size": crate::format::human_size(image.size()),
         "Tag": row.tag,
         "UniqueSize": "N/A",
-        "VirtualSize": human_size(image.size()),
+        "VirtualSize": crate::format::human_size(image.size()),
     })
-}
-
-/// docker's `units.HumanDuration`: "Less than a second", "About a minute",
-/// "3 hours", "2 weeks", "45 years".
-pub(crate) fn human_duration(elapsed: chrono::TimeDelta) -> String {
-    let seconds = elapsed.num_seconds();
-    let minutes = elapsed.num_minutes();
-    let hours = (elapsed.num_seconds() as f64 / 3600.0).round() as i64;
-    match () {
-        _ if seconds < 1 => "Less than a second".to_string(),
-        _ if seconds == 1 => "1 second".to_string(),
-        _ if seconds < 60 => format!("{seconds} seconds"),
-        _ if minutes == 1 => "About a minute".to_string(),
-        _ if minutes < 60 => format!("{minutes} minutes"),
-        _ if hours == 1 => "About an hour".to_string(),
-        _ if hours < 48 => format!("{hours} hours"),
-        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
-        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
-        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
-        _ => format!("{} years", elapsed.num_hours() / 24 / 365),
-    }
-}
-
-/// docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, three
-/// significant digits: "4.26MB", "124MB", "728kB".
-pub(crate) fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit < UNITS.len() - 1 {
-        size /= 1000.0;
-        unit += 1;
-    }
-    format!("{}{}", three_significant(size), UNITS[unit])
-}
-
-/// `%.3g` for 0 <= x < 1000, trailing zeros dropped.
-fn three_significant(x: f64) -> String {
-    if x == 0.0 {
-        return "0".to_string();
-    }
-    let digits_before = (x.abs().log10().floor() as i32 + 1).max(1);
-    let decimals = (3 - digits_before).max(0) as usize;
-    let text = format!("{x:.decimals$}");
-    let rounded: f64 = text.parse().unwrap_or(x);
-    if rounded >= 1000.0 {
-        return format!("{:.2e}", rounded).replace("e", "e+0");
-    }
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    }
-}
-
-/// Columns padded like Go's tabwriter in docker (min width 10, padding 3).
-pub(crate) fn tabulate(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            let widest = rows
-                .iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0);
-            (widest + 3).max(10)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            if c + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$}", width = widths[c]));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// A small subset of Go templates, enough for docker-style `--format`:
-/// `{{.Field}}`, `{{.A.B}}`, `{{json .}}`, `{{json .A}}`, and `\t`/`\n`.
-pub(crate) fn render_template(template: &str, value: &Value) -> anyhow::Result<String> {
-    let template = template.strip_prefix("table ").unwrap_or(template);
-    let template = template.replace("\\t", "\t").replace("\\n", "\n");
-    let mut out = String::new();
-    let mut rest = template.as_str();
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| anyhow!("template {template:?}: unclosed '{{{{'"))?;
-        let action = after[..end].trim();
-        let (as_json, path) = match action.strip_prefix("json ") {
-            Some(path) => (true, path.trim()),
-            None => (false, action),
-        };
-        let selected = select(value, path).ok_or_else(|| {
-            anyhow!("template {template:?}: unsupported action {{{{{action}}}}} (berth supports {{{{.Field}}}} and {{{{json .Field}}}})")
-        })?;
-        if as_json {
-            out.push_str(&serde_json::to_string(selected)?);
-        } else {
-            out.push_str(&go_print(selected));
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn select<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    if path == "." {
-        return Some(value);
-    }
-    let mut current = value;
-    for key in path.strip_prefix('.')?.split('.') {
-        current = current.get(key)?;
-    }
-    Some(current)
-}
-
-/// Print a value the way Go's text/template prints it.
-fn go_print(value: &Value) -> String {
-    match value {
-        Value::Null => "<nil>".to_string(),
-        Value::String(s) => s.clone(),
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(go_print).collect::<Vec<_>>().join(" ")
-        ),
-        Value::Object(map) => {
-            let sorted: BTreeMap<_, _> = map.iter().collect();
-            let items: Vec<String> = sorted
-                .iter()
-                .map(|(k, v)| format!("{k}:{}", go_print(v)))
-                .collect();
-            format!("map[{}]", items.join(" "))
-        }
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_like_docker() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(4_261_550), "4.26MB");
-        assert_eq!(human_size(124_000_000), "124MB");
-        assert_eq!(human_size(728_000), "728kB");
-        assert_eq!(human_size(1_230_000_000), "1.23GB");
-        assert_eq!(human_size(10_500_000), "10.5MB");
-    }
-
-    #[test]
-    fn durations_like_docker() {
-        let d = chrono::TimeDelta::seconds;
-        assert_eq!(human_duration(d(0)), "Less than a second");
-        assert_eq!(human_duration(d(59)), "59 seconds");
-        assert_eq!(human_duration(d(90)), "About a minute");
-        assert_eq!(human_duration(d(3600)), "About an hour");
-        assert_eq!(human_duration(d(5 * 3600)), "5 hours");
-        assert_eq!(human_duration(d(3 * 86400)), "3 days");
-        assert_eq!(human_duration(d(21 * 86400)), "3 weeks");
-        assert_eq!(human_duration(d(100 * 86400)), "3 months");
-        assert_eq!(human_duration(d(3 * 365 * 86400)), "3 years");
-    }
-
-    #[test]
-    fn tables_pad_like_tabwriter() {
-        let rows = vec![
-            vec![
-                "REPOSITORY".to_string(),
-                "TAG".to_string(),
-                "SIZE".to_string(),
-            ],
-            vec![
-                "busybox".to_string(),
-                "latest".to_string(),
-                "4.26MB".to_string(),
-            ],
-        ];
-        assert_eq!(
-            tabulate(&rows),
-            "REPOSITORY   TAG       SIZE\nbusybox      latest    4.26MB\n"
-        );
-    }
-
-    #[test]
-    fn templates() {
-        let v = json!({"Id": "sha256:x", "Config": {"Env": ["A=1", "B=2"], "Labels": {"b": "2", "a": "1"}}});
-        assert_eq!(render_template("{{.Id}}", &v).unwrap(), "sha256:x");
-        assert_eq!(render_template("{{.Config.Env}}", &v).unwrap(), "[A=1 B=2]");
-        assert_eq!(
-            render_template("{{json .Config.Env}}", &v).unwrap(),
-            r#"["A=1","B=2"]"#
-        );
-        assert_eq!(
-            render_template("{{.Config.Labels}}", &v).unwrap(),
-            "map[a:1 b:2]"
-        );
-        assert!(render_template("{{range .}}", &v).is_err());
-    }
 }

@@ -2,21 +2,25 @@
 //! its run defaults (ENTRYPOINT, CMD, ENV, ...).
 
 use berth_engine::container::spec::ImageDefaults;
-use berth_engine::image::{Image, ImageError, ImageStore};
+use berth_engine::image::{Image, ImageError, ImageStore, StoreHold};
 
 use crate::commands::Context;
 
-/// An image found in the store, as `run`/`create` use it.
-#[derive(Debug, Clone)]
+/// An image found in the store, as `run`/`create` use it. While `hold` lives
+/// the store's garbage collection waits, so a concurrent `rmi` cannot delete
+/// the image before the container's record (which protects it) exists.
+#[derive(Debug)]
 pub struct ResolvedImage {
     pub id: String,
     pub defaults: ImageDefaults,
+    pub hold: StoreHold,
 }
 
 /// Find `reference` in the image store. berth cannot pull implicitly (no
 /// registry is assumed), so a missing image is an error that says what to do.
 pub fn resolve(ctx: &Context, reference: &str) -> anyhow::Result<ResolvedImage> {
     let store = ImageStore::open(&ctx.roots)?;
+    let hold = store.hold()?;
     let image = match store.resolve(reference) {
         Ok(image) => image,
         Err(ImageError::NotFound(_)) => anyhow::bail!(
@@ -24,9 +28,13 @@ pub fn resolve(ctx: &Context, reference: &str) -> anyhow::Result<ResolvedImage> 
         ),
         Err(err) => return Err(err.into()),
     };
+    tracing::debug!(step = "image", image = %image.id, layers = image.layers.len(),
+        "image {reference} is {}: {} layer(s), each unpacked once in the image store and shared by every container",
+        image.id, image.layers.len());
     Ok(ResolvedImage {
         id: image.id.to_string(),
         defaults: defaults_of(&image),
+        hold,
     })
 }
 
