@@ -43,7 +43,13 @@ cleanup() {
         podman_cli system reset -f >/dev/null 2>&1
         for h in /sys/fs/cgroup/*/libpod_parent; do rmdir "$h"/* "$h" 2>/dev/null; done
     fi
-    [ -x "$BERTH" ] && "$BERTH" rm -f $("$BERTH" ps -aq 2>/dev/null) >/dev/null 2>&1
+    if [ -x "${BERTH:-}" ]; then
+        "$BERTH" rm -f $("$BERTH" ps -aq 2>/dev/null) >/dev/null 2>&1
+        table=$("$BERTH" network inspect -f '{{json .Options}}' bridge 2>/dev/null |
+            python3 -c 'import json,sys; print(json.load(sys.stdin).get("berth.nftables.table",""))' 2>/dev/null)
+        ip link del "$BERTH_BRIDGE" 2>/dev/null
+        [ -n "$table" ] && nft delete table ip "$table" 2>/dev/null
+    fi
     [ -n "$hugetlb_mounted" ] && umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb
     grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l
     rm -rf "$work"
@@ -63,6 +69,8 @@ archive=${BERTH_FIXTURES:-/var/cache/berth-fixtures}/busybox/docker-archive.tar
 rootfs=${BERTH_FIXTURES:-/var/cache/berth-fixtures}/busybox/rootfs
 BERTH=$PWD/target/release/berth
 export BERTH_ROOT=$work/berth/root BERTH_STATE=$work/berth/state
+# A default network of its own, beside any berth0 of the host.
+export BERTH_BRIDGE=btbench$$ BERTH_SUBNET=10.227.251.0/24
 "$BERTH" load -i "$archive" >/dev/null
 
 median_ms() { # median_ms JSON -> milliseconds

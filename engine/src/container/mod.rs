@@ -16,8 +16,10 @@
 
 pub mod attach;
 pub mod bundle;
+pub mod health;
 pub mod lifecycle;
 pub mod logs;
+pub mod memory;
 pub mod monitor;
 pub mod names;
 pub mod overlay;

@@ -22,8 +22,9 @@
 //! 6. reaps the container (`SIGCHLD` through a `signalfd(2)`, `waitpid(2)`),
 //!    records the exit atomically, tells every client, and applies the
 //!    restart policy or, with `--rm`, removes the container;
-//! 7. disconnects the network (after telling the clients, since deleting a
-//!    veth waits for the kernel's RCU grace periods).
+//! 7. disconnects the network: ports and address at once, the veth pair
+//!    after telling the clients (deleting it waits for the kernel's RCU
+//!    grace periods, tens of milliseconds nobody should wait for).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -146,6 +147,10 @@ pub fn spawn(
             // SAFETY: still single-threaded (we are the only thread of the child).
             match unsafe { fork() } {
                 Ok(ForkResult::Child) => {
+                    // Keep nothing of the caller's but what we were handed.
+                    let mut keep = vec![ready_write.as_raw_fd()];
+                    keep.extend(monitor_end.as_ref().map(|s| s.as_raw_fd()));
+                    crate::security::inheritance::drop_inherited(&keep);
                     let code = Monitor::run(
                         roots.clone(),
                         id.to_string(),
@@ -221,6 +226,13 @@ impl Monitor {
         hello: Option<Hello>,
     ) -> i32 {
         let mut ready = Some(File::from(ready));
+        // Every event of this process (and of the container's init, cloned
+        // from it) is inside this span: `--log-level debug` and `--explain`
+        // show which process did what.
+        let _span = tracing::debug_span!("monitor").entered();
+        tracing::debug!(step = "monitor", pid = std::process::id(),
+            "the monitor, pid {}: forked twice with setsid(2) in between, so it is nobody's child and outlives this command",
+            std::process::id());
         let mut monitor = match Monitor::setup(&roots, &id) {
             Ok(m) => m,
             Err(err) => {
@@ -307,6 +319,9 @@ impl Monitor {
             };
             report(ready, Ready::Started { pid });
             detach_stdio(&self.roots, &self.id);
+            // From here on the monitor only relays and waits, for as long as
+            // the container lives: give back what the setup used.
+            super::memory::release_setup_memory();
             let started = Instant::now();
             let status = self.serve(pid, &mut outputs);
             let record = self.record_exit(status);
@@ -317,6 +332,9 @@ impl Monitor {
                 record.state.restart_count,
                 record.state.stopped_by_user,
             ) {
+                // The host ports must be free when `stop` returns (a `run -p`
+                // of the same port may follow at once).
+                self.release_network();
                 if record.host.auto_remove {
                     self.remove_container();
                 }
@@ -371,9 +389,18 @@ impl Monitor {
                 r.state.exit_code = 0;
                 r.state.error.clear();
                 r.state.oom_killed = false;
+                r.state.health = r
+                    .config
+                    .healthcheck
+                    .as_ref()
+                    .map(|_| super::health::Health::starting());
             })
             .map_err(|e| LaunchError::Other(e.to_string()))?;
-        tracing::debug!(id = %self.id, pid = launched.pid, "container started");
+        if let (Some(check), Some(start)) = (record.config.healthcheck.clone(), start_time) {
+            super::health::spawn_checker(&self.roots, &self.id, launched.pid, start, check);
+        }
+        tracing::debug!(step = "started", id = %self.id, pid = launched.pid,
+            "the container runs: its PID 1 is pid {} on the host", launched.pid);
         Ok((launched.pid, outputs))
     }
 
@@ -396,8 +423,12 @@ impl Monitor {
 
     /// Volumes (seeded from the image on first use), binds (read-only ones
     /// made read-only recursively), tmpfs: as OCI mounts.
-    fn prepare_mounts(&mut self, record: &super::ContainerRecord) -> Result<Vec<serde_json::Value>, LaunchError> {
-        let volumes = VolumeStore::open(&self.roots).map_err(|e| LaunchError::Other(e.to_string()))?;
+    fn prepare_mounts(
+        &mut self,
+        record: &super::ContainerRecord,
+    ) -> Result<Vec<serde_json::Value>, LaunchError> {
+        let volumes =
+            VolumeStore::open(&self.roots).map_err(|e| LaunchError::Other(e.to_string()))?;
         crate::volume::mounts::prepare(
             &volumes,
             &record.host.mounts,
@@ -408,7 +439,10 @@ impl Monitor {
     }
 
     /// The container's network namespace, address, ports and /etc files.
-    fn connect_network(&mut self, record: &super::ContainerRecord) -> Result<&ContainerNetwork, LaunchError> {
+    fn connect_network(
+        &mut self,
+        record: &super::ContainerRecord,
+    ) -> Result<&ContainerNetwork, LaunchError> {
         let network = crate::network::container::connect(
             &self.roots,
             record,
@@ -417,6 +451,16 @@ impl Monitor {
         )
         .map_err(|e| LaunchError::Other(e.to_string()))?;
         Ok(self.network.insert(network))
+    }
+
+    /// Step 7, the quick half, before the clients hear of the exit: ports,
+    /// DNAT elements, address, peers' hosts entries. The veth (slow to
+    /// delete) follows in teardown; if the monitor died in between, the
+    /// kernel would delete it with the namespace.
+    fn release_network(&mut self) {
+        if let Some(network) = self.network.as_mut() {
+            network.release();
+        }
     }
 
     /// Step 7: give back the address, ports, veth and namespace.
@@ -700,10 +744,12 @@ impl Monitor {
     /// `--rm`: remove everything of the container (its overlay first), and
     /// its anonymous volumes, as docker does.
     fn remove_container(&mut self) {
-        // Before the state directory (holding the network's leftover file) goes.
-        self.disconnect_network();
         overlay::unmount_overlay(&self.dirs);
-        let mounts = self.store.load(&self.id).map(|r| r.host.mounts).unwrap_or_default();
+        let mounts = self
+            .store
+            .load(&self.id)
+            .map(|r| r.host.mounts)
+            .unwrap_or_default();
         if let Err(err) = self.store.remove(&self.id) {
             tracing::warn!(id = %self.id, %err, "auto-remove");
         }
@@ -789,7 +835,10 @@ pub(crate) fn enter_private_mount_namespace() -> Result<(), String> {
         MsFlags::MS_REC | MsFlags::MS_SLAVE,
         None::<&str>,
     )
-    .map_err(|e| format!("make / a slave mount: {e}"))
+    .map_err(|e| format!("make / a slave mount: {e}"))?;
+    tracing::debug!(step = "unshare",
+        "unshare(CLONE_NEWNS), then / made MS_SLAVE|MS_REC: a mount namespace of this process's own, so what it mounts never appears on the host");
+    Ok(())
 }
 
 fn bind_attach_socket(dir: &Path) -> io::Result<UnixListener> {
