@@ -5,6 +5,7 @@
 //! fails). Each group of commands lives in its own module under `commands/`.
 
 mod commands;
+mod explain;
 mod format;
 mod template;
 
@@ -23,7 +24,7 @@ pub const EXIT_ENGINE_ERROR: u8 = 125;
     name = "berth",
     version,
     about = "A daemonless container engine with docker's command line",
-    after_help = "Example:\n  berth load -i busybox.tar && berth images"
+    after_help = "Examples:\n  berth load -i busybox.tar && berth images\n  berth run --rm busybox echo hello\n  berth run --explain --rm busybox true     (narrates each step berth asks of the kernel)\n  berth inspect --kernel web                (a running container seen from the kernel's side)\n\nA guided tour of the internals: docs/tour/README.md"
 )]
 struct Cli {
     /// Directory for images, containers and volumes.
@@ -55,25 +56,50 @@ fn main() -> ExitCode {
             };
         }
     };
-    if let Err(err) = init_logging(&cli.log_level) {
+    // Commands that put processes into containers run from a read-only view
+    // of this binary (CVE-2019-5736; engine security::sealed_exe).
+    if commands::security::starts_container_processes(&cli.command) {
+        if let Err(err) = berth_engine::security::sealed_exe::reexec_protected() {
+            eprintln!("berth: {err}");
+            return ExitCode::from(EXIT_ENGINE_ERROR);
+        }
+    }
+    if cli.command.needs_root() && !nix::unistd::Uid::effective().is_root() {
+        eprintln!("berth: {}", commands::NOT_ROOT);
+        return ExitCode::from(EXIT_ENGINE_ERROR);
+    }
+    if let Err(err) = init_logging(&cli.log_level, cli.command.explains()) {
         eprintln!("berth: {err:#}");
         return ExitCode::from(EXIT_ENGINE_ERROR);
     }
     let ctx = commands::Context {
-        roots: Roots::new(cli.root, cli.state),
+        // Absolute: a container's monitor works from `/`.
+        roots: Roots::new(absolute(cli.root), absolute(cli.state)),
     };
     match commands::run(cli.command, &ctx) {
         Ok(status) => ExitCode::from(status),
         Err(err) => {
-            eprintln!("berth: {err:#}");
+            // A bare exit status was explained by the command already.
+            if err.downcast_ref::<commands::ExitStatus>().is_none() {
+                eprintln!("berth: {err:#}");
+            }
             ExitCode::from(commands::exit_status_of(&err))
         }
     }
 }
 
+/// `path` made absolute against the working directory (unchanged if that fails).
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
 /// Send `tracing` events to stderr at the requested level; `RUST_LOG`, when
-/// set, takes precedence so a learner can narrow it to one module.
-fn init_logging(level: &str) -> anyhow::Result<()> {
+/// set, takes precedence so a learner can narrow it to one module. With
+/// `explain`, the steps are narrated too (see [`explain`]). Both write
+/// through berth_runtime::diagnostics, so the container's init narrates to
+/// this terminal rather than into the container's own stderr.
+fn init_logging(level: &str, explain: bool) -> anyhow::Result<()> {
+    use tracing_subscriber::prelude::*;
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::try_new(spec)?,
@@ -86,10 +112,21 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
             EnvFilter::new(level.as_str().to_ascii_lowercase())
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    // The monitor starts the container before it reports, so the container's
+    // init may narrate to our stderr until its execve.
+    berth_runtime::diagnostics::keep_for_container_processes();
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(berth_runtime::diagnostics::writer)
         .with_target(false)
+        .with_filter(filter);
+    let narration =
+        explain.then(|| explain::ExplainLayer::default().with_filter(explain::StepsOnly));
+    if explain {
+        eprint!("{}", explain::header());
+    }
+    tracing_subscriber::registry()
+        .with(log)
+        .with(narration)
         .init();
     Ok(())
 }

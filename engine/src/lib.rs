@@ -4,6 +4,7 @@
 //! everything about where state lives on disk (see [`paths::Roots`]).
 
 pub mod build;
+pub mod compose;
 pub mod container;
 pub mod fsutil;
 pub mod paths;
@@ -12,4 +13,5 @@ pub mod layer;
 pub mod network;
 pub mod progress;
 pub mod registry;
+pub mod security;
 pub mod volume;

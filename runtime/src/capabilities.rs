@@ -67,6 +67,19 @@ fn number_of(cap: &Capability) -> Option<u8> {
     Some(cap.index())
 }
 
+/// The names of capability numbers (`CAP_CHOWN`, ...), for messages.
+pub fn names(set: &BTreeSet<u8>) -> Vec<String> {
+    set.iter()
+        .map(|n| {
+            caps::all()
+                .into_iter()
+                .find(|c| c.index() == *n)
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| format!("CAP_{n}"))
+        })
+        .collect()
+}
+
 /// The highest capability number this kernel knows (/proc/sys/kernel/cap_last_cap).
 pub fn last_cap() -> u8 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")

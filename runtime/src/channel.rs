@@ -122,11 +122,26 @@ impl ParentChannel {
     }
 
     pub fn send_go(&self, host_pid: i32) -> Result<()> {
-        send(&self.sock, &Message::Go { host_pid })
+        self.send(&Message::Go { host_pid }, "Go")
     }
 
     pub fn send_joined(&self) -> Result<()> {
-        send(&self.sock, &Message::Joined)
+        self.send(&Message::Joined, "Joined")
+    }
+
+    /// Send; if the child is gone (EPIPE), its `Failed` message may still be
+    /// waiting in the socket: that, not "broken pipe", is the reason to report.
+    fn send(&self, message: &Message, what: &str) -> Result<()> {
+        match send(&self.sock, message) {
+            Err(Error::Syscall {
+                errno: nix::errno::Errno::EPIPE | nix::errno::Errno::ECONNRESET,
+                ..
+            }) => Err(self.unexpected(
+                receive(&self.sock).ok().flatten(),
+                &format!("the child to read {what}"),
+            )),
+            other => other,
+        }
     }
 
     /// Wait for the init to ask for the hooks, or to be created.
@@ -144,7 +159,7 @@ impl ParentChannel {
     }
 
     pub fn send_hooks_done(&self) -> Result<()> {
-        send(&self.sock, &Message::HooksDone)
+        self.send(&Message::HooksDone, "HooksDone")
     }
 
     /// For exec: end-of-file means the new program runs; `Failed` means not.
@@ -257,6 +272,20 @@ mod tests {
         );
         drop(child);
         assert!(matches!(parent.wait_for_init(), Err(Error::ProcessDied(_))));
+    }
+
+    /// Regression (found by tests/tests/escape_image.rs): an init that failed
+    /// and exited before the parent's `Joined` made the parent report
+    /// "send on the setup channel: Broken pipe" instead of the init's reason.
+    #[test]
+    fn a_send_to_a_child_that_failed_reports_the_childs_reason() {
+        let (parent, child) = channel().unwrap();
+        child.send_failure(&Error::sys("create mount point /proc", nix::errno::Errno::ENOENT));
+        drop(child);
+        assert_eq!(
+            parent.send_joined().unwrap_err().to_string(),
+            "create mount point /proc: No such file or directory"
+        );
     }
 
     #[test]

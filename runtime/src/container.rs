@@ -336,7 +336,15 @@ pub fn create(opts: CreateOptions) -> Result<Created> {
         cgroup: cgroup_fd.as_ref().map(|fd| fd.as_fd()),
         detach: false,
     };
+    // The init is a copy of this process: it must not keep the state
+    // directory's lock (flock belongs to the open file, which a clone
+    // shares). An init whose creator was killed before `start` would hold it
+    // forever, and `state`, `delete` and `kill` would wait for it forever.
+    let state_lock = rollback.dir.as_ref().expect("present").lock_fd();
     let pid = spawn::spawn(request, &parent_channel, &child_channel, || {
+        // SAFETY: closes the child's copy of the lock fd; nothing in the
+        // child uses it (the parent's StateDir keeps its own copy open).
+        unsafe { libc::close(state_lock) };
         init::main(config, &child_channel)
     })?;
     rollback.pid = Some(pid);
@@ -579,6 +587,8 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             nix::errno::Errno::from_raw(e.raw_os_error()),
         )
     })?;
+    tracing::debug!(step = "start", fifo = %fifo_path.display(),
+        "start: open {} for reading, which unblocks the init waiting to open it for writing", fifo_path.display());
     let report = read_fifo_until_exec(&fifo, &pidfd)?;
     let _ = std::fs::remove_file(&fifo_path);
     if !report.is_empty() {

@@ -64,6 +64,7 @@ pub mod cgroups;
 pub mod channel;
 pub mod container;
 pub mod devices;
+pub mod diagnostics;
 pub mod error;
 pub mod fds;
 pub mod hooks;

@@ -186,6 +186,8 @@ pub fn join_all(joins: &[Join]) -> Result<()> {
                 e,
             )
         })?;
+        tracing::debug!(step = "setns", namespace = proc_name(j.kind), path = %j.path.display(),
+            "setns into the {} namespace {} (an existing one, joined rather than created)", proc_name(j.kind), j.path.display());
     }
     Ok(())
 }

@@ -85,6 +85,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledFilter> {
         }
     }
 
+    let named: usize = groups.iter().map(|(_, group)| group.len()).sum();
     let mut programs = Vec::new();
     if default != SeccompAction::Allow {
         let mut all = RuleMap::new();
@@ -113,6 +114,10 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledFilter> {
             LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => SECCOMP_FILTER_FLAG_SPEC_ALLOW,
         };
     }
+    let instructions: usize = programs.iter().map(Vec::len).sum();
+    tracing::debug!(step = "seccomp.compile", syscalls = named, programs = programs.len(), instructions,
+        "compiled the seccomp profile: {named} syscalls named by its rules, default action {default:?}: {} BPF program(s), {instructions} instructions",
+        programs.len());
     Ok(CompiledFilter { programs, flags })
 }
 
@@ -210,6 +215,10 @@ fn condition(arg: &oci_spec::runtime::LinuxSeccompArg) -> Result<SeccompConditio
 /// Install every program (the kernel evaluates them all, most severe wins).
 /// Needs no_new_privs or CAP_SYS_ADMIN.
 pub fn install(filter: &CompiledFilter) -> Result<()> {
+    let instructions: usize = filter.programs.iter().map(Vec::len).sum();
+    tracing::debug!(step = "seccomp", programs = filter.programs.len(), instructions,
+        "seccomp(SECCOMP_SET_MODE_FILTER): {} BPF program(s), {instructions} instructions; the kernel now checks every system call",
+        filter.programs.len());
     for program in &filter.programs {
         install_program(program, filter.flags)
             .map_err(|errno| Error::sys("seccomp(SECCOMP_SET_MODE_FILTER)", errno))?;

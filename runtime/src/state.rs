@@ -165,6 +165,12 @@ impl StateDir {
         })
     }
 
+    /// The fd holding the directory's lock (a process cloned from the
+    /// holder must close its copy, or it keeps the lock: see `create`).
+    pub fn lock_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.lock)
+    }
+
     /// Open and lock an existing container's directory.
     pub fn open(root: &Path, id: &str) -> Result<StateDir> {
         validate_id(id)?;

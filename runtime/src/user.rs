@@ -228,15 +228,23 @@ fn read_in_root(
     root: std::os::fd::BorrowedFd<'_>,
     path: &'static str,
 ) -> Result<Option<std::fs::File>, UserError> {
-    match beneath::open_beneath(root, Path::new(path), OFlags::RDONLY, Mode::empty()) {
+    // O_PATH first: opening a FIFO planted at /etc/passwd for reading would
+    // block forever, and opening a device node can have effects (a tty, a
+    // watchdog). Only a regular file is then opened for reading, through
+    // the O_PATH fd (/proc/self/fd/N), so the file checked is the file read.
+    match beneath::open_beneath(root, Path::new(path), OFlags::PATH, Mode::empty()) {
         Ok(fd) => {
-            let file = std::fs::File::from(fd);
-            // A FIFO or device planted at /etc/passwd must not block or stream forever.
-            match file.metadata() {
-                Ok(m) if m.is_file() => Ok(Some(file)),
-                Ok(_) => Ok(None),
-                Err(source) => Err(UserError::Read { file: path, source }),
+            let stat = rustix::fs::fstat(&fd).map_err(|e| UserError::Read {
+                file: path,
+                source: e.into(),
+            })?;
+            if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+                return Ok(None);
             }
+            let reopen = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            std::fs::File::open(reopen)
+                .map(Some)
+                .map_err(|source| UserError::Read { file: path, source })
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(UserError::Read { file: path, source }),
@@ -360,5 +368,21 @@ mod tests {
         std::fs::create_dir_all(&empty).unwrap();
         assert_eq!(resolve_user(&empty, "5:6").unwrap().gid, 6);
         assert!(resolve_user(&empty, "a:b:c").is_err());
+    }
+
+    /// Regression (found by tests/tests/escape_image.rs): a FIFO planted at
+    /// /etc/passwd blocked `open(O_RDONLY)` — and with it the container's
+    /// monitor and `berth run` — forever.
+    #[test]
+    fn a_fifo_at_etc_passwd_is_not_opened_for_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        nix::unistd::mkfifo(&dir.path().join("etc/passwd"), nix::sys::stat::Mode::from_bits_truncate(0o644))
+            .unwrap();
+        assert!(matches!(
+            resolve_user(dir.path(), "app"),
+            Err(UserError::NoSuchUser(_))
+        ));
+        assert_eq!(resolve_user(dir.path(), "").unwrap().uid, 0);
     }
 }

@@ -66,8 +66,39 @@ pub fn fixture(relative: &str) -> PathBuf {
 
 /// An isolated berth installation: its own `--root` and `--state` in a
 /// temporary directory, removed (with anything mounted below it) on drop.
+/// Its default network has a bridge and a /24 of its own (`BERTH_BRIDGE`,
+/// `BERTH_SUBNET`), so tests run in parallel beside a developer's berth0,
+/// and berth never turns on ip_forward for it (`BERTH_IP_FORWARD=0`):
+/// nothing a test runs can be routed off the machine. The bridge and the
+/// root's nftables table are removed on drop.
 pub struct TestRoot {
     dir: tempfile::TempDir,
+    bridge: String,
+    subnet: String,
+}
+
+/// A bridge name and a /24 of 10.226.0.0/15 that no host route covers.
+fn test_network() -> (String, String) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let routes = Command::new("ip")
+        .args(["-4", "route"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let pid = std::process::id();
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let slot = (pid.wrapping_mul(13) + n) % 500;
+        let prefix = format!("10.{}.{}", 226 + slot / 250, slot % 250 + 1);
+        if n < 1000 && routes.contains(&format!("{prefix}.")) {
+            continue;
+        }
+        return (
+            format!("bt{:05x}{:03x}", pid & 0xfffff, n & 0xfff),
+            format!("{prefix}.0/24"),
+        );
+    }
 }
 
 impl TestRoot {
@@ -78,7 +109,17 @@ impl TestRoot {
             .expect("create temporary root");
         std::fs::create_dir_all(dir.path().join("root")).unwrap();
         std::fs::create_dir_all(dir.path().join("state")).unwrap();
-        TestRoot { dir }
+        let (bridge, subnet) = test_network();
+        TestRoot {
+            dir,
+            bridge,
+            subnet,
+        }
+    }
+
+    /// The default network's bridge of this root.
+    pub fn bridge(&self) -> &str {
+        &self.bridge
     }
 
     pub fn path(&self) -> &Path {
@@ -102,6 +143,9 @@ impl TestRoot {
         let mut cmd = Command::new(bin("berth"));
         cmd.env("BERTH_ROOT", self.root())
             .env("BERTH_STATE", self.state())
+            .env("BERTH_BRIDGE", &self.bridge)
+            .env("BERTH_SUBNET", &self.subnet)
+            .env("BERTH_IP_FORWARD", "0")
             .args(args);
         cmd
     }
@@ -144,6 +188,45 @@ impl Default for TestRoot {
 impl Drop for TestRoot {
     fn drop(&mut self) {
         unmount_everything_below(self.dir.path());
+        self.remove_network_leftovers();
+    }
+}
+
+impl TestRoot {
+    /// The default bridge and this root's nftables table, if berth made them.
+    fn remove_network_leftovers(&self) {
+        if !self.root().join("networks").exists() {
+            return;
+        }
+        // User networks a failed test left (their bridges are br-<id>).
+        if let Ok(out) = self
+            .berth(["network", "ls", "--format", "{{.Name}}"])
+            .output()
+        {
+            for name in String::from_utf8_lossy(&out.stdout).lines() {
+                if !matches!(name, "bridge" | "host" | "none") {
+                    let _ = self.berth(["network", "rm", name]).output();
+                }
+            }
+        }
+        let table = self
+            .berth(["network", "inspect", "bridge"])
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .and_then(|v| {
+                v[0]["Options"]["berth.nftables.table"]
+                    .as_str()
+                    .map(String::from)
+            });
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+        if let Some(table) = table {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", &table])
+                .output();
+        }
     }
 }
 

@@ -36,7 +36,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The host's IPv4 routes, to pick test subnets nobody uses.
 fn routed_prefixes() -> String {
-    let out = Command::new("ip").args(["-4", "route"]).output().expect("ip route");
+    let out = Command::new("ip")
+        .args(["-4", "route"])
+        .output()
+        .expect("ip route");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -69,7 +72,10 @@ impl Net {
             bridge: format!("bt{:05x}{:02x}", std::process::id() & 0xfffff, n & 0xff),
             subnet: format!("{prefix}.0/24"),
             prefix,
-            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             networks: Default::default(),
         };
         let archive = fixture("busybox/docker-archive.tar");
@@ -122,20 +128,32 @@ impl Net {
     fn table(&self) -> String {
         let text = self.ok(&["network", "inspect", "bridge"]);
         let list: Value = serde_json::from_str(&text).unwrap();
-        list[0]["Options"]["berth.nftables.table"].as_str().unwrap().to_string()
+        list[0]["Options"]["berth.nftables.table"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// The host port published for `private` (`80/tcp`).
     fn host_port(&self, container: &str, private: &str) -> u16 {
         let line = self.ok(&["port", container, private]);
         let first = line.lines().next().unwrap_or_default();
-        first.rsplit(':').next().unwrap().trim().parse().unwrap_or_else(|_| panic!("port: {line:?}"))
+        first
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("port: {line:?}"))
     }
 
     /// Every element of the port maps of our table, as text.
     fn dnat_elements(&self) -> Vec<String> {
         let table = self.table();
-        let out = Command::new("nft").args(["-j", "list", "table", "ip", &table]).output().unwrap();
+        let out = Command::new("nft")
+            .args(["-j", "list", "table", "ip", &table])
+            .output()
+            .unwrap();
         if !out.status.success() {
             return Vec::new();
         }
@@ -143,7 +161,11 @@ impl Net {
         let mut all = Vec::new();
         for item in state["nftables"].as_array().unwrap() {
             if let Some(map) = item.get("map") {
-                if map["name"].as_str().unwrap_or_default().starts_with("hostports") {
+                if map["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("hostports")
+                {
                     for elem in map["elem"].as_array().cloned().unwrap_or_default() {
                         all.push(elem.to_string());
                     }
@@ -155,15 +177,27 @@ impl Net {
 
     /// Links plugged into `bridge`.
     fn ports_of(bridge: &str) -> Vec<String> {
-        let out = Command::new("ip").args(["-j", "link", "show", "master", bridge]).output().unwrap();
+        let out = Command::new("ip")
+            .args(["-j", "link", "show", "master", bridge])
+            .output()
+            .unwrap();
         let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
         list.as_array()
-            .map(|l| l.iter().filter_map(|i| i["ifname"].as_str().map(String::from)).collect())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|i| i["ifname"].as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     fn link_exists(name: &str) -> bool {
-        Command::new("ip").args(["link", "show", name]).output().unwrap().status.success()
+        Command::new("ip")
+            .args(["link", "show", name])
+            .output()
+            .unwrap()
+            .status
+            .success()
     }
 
     /// Addresses still allocated in any network of this root.
@@ -185,9 +219,21 @@ impl Net {
             let veth = format!("vb{}", &id[..12]);
             assert!(!Net::link_exists(&veth), "veth {veth} left");
         }
-        assert_eq!(Net::ports_of(&self.bridge), Vec::<String>::new(), "links left on the bridge");
-        assert_eq!(self.dnat_elements(), Vec::<String>::new(), "DNAT elements left");
-        assert_eq!(self.allocations(), Vec::<String>::new(), "addresses left allocated");
+        assert_eq!(
+            Net::ports_of(&self.bridge),
+            Vec::<String>::new(),
+            "links left on the bridge"
+        );
+        assert_eq!(
+            self.dnat_elements(),
+            Vec::<String>::new(),
+            "DNAT elements left"
+        );
+        assert_eq!(
+            self.allocations(),
+            Vec::<String>::new(),
+            "addresses left allocated"
+        );
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let root = self.root.path().to_string_lossy().into_owned();
         assert!(!mounts.contains(&root), "mounts left under the test root");
@@ -204,9 +250,13 @@ impl Drop for Net {
             let _ = self.run(&["network", "rm", name]);
         }
         let table = self.table_quietly();
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
         if let Some(table) = table {
-            let _ = Command::new("nft").args(["delete", "table", "ip", &table]).output();
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", &table])
+                .output();
         }
     }
 }
@@ -215,18 +265,28 @@ impl Net {
     fn table_quietly(&self) -> Option<String> {
         let out = self.run(&["network", "inspect", "bridge"]);
         let list: Value = serde_json::from_slice(&out.stdout).ok()?;
-        list[0]["Options"]["berth.nftables.table"].as_str().map(String::from)
+        list[0]["Options"]["berth.nftables.table"]
+            .as_str()
+            .map(String::from)
     }
 }
 
 /// The first IPv4 address of the host that is not loopback (the host's own
 /// address, as a user would curl it).
 fn host_address() -> Option<Ipv4Addr> {
-    let out = Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output().ok()?;
-    String::from_utf8_lossy(&out.stdout).lines().find_map(|line| {
-        let word = line.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
-        word.split('/').next()?.parse().ok()
-    })
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            let word = line
+                .split_whitespace()
+                .skip_while(|w| *w != "inet")
+                .nth(1)?;
+            word.split('/').next()?.parse().ok()
+        })
 }
 
 /// GET `path` over HTTP/1.0; the body, or the error.
@@ -236,12 +296,19 @@ fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n")?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
-    Ok(text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or(text))
+    Ok(text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or(text))
 }
 
 /// A port nothing listens on right now (the kernel's choice).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Wait until something accepts on `addr` (the server inside the container
@@ -269,26 +336,60 @@ fn httpd_serves_a_read_only_host_directory_through_published_ports() {
     let publish_all = format!("{port}:80");
     let volume = format!("{}:/www:ro", www.path().display());
     let id = net.detached(&[
-        "--name", "web", "-p", &publish_all, "-p", "127.0.0.1::80", "-v", &volume,
-        "busybox", "httpd", "-f", "-p", "80", "-h", "/www",
+        "--name",
+        "web",
+        "-p",
+        &publish_all,
+        "-p",
+        "127.0.0.1::80",
+        "-v",
+        &volume,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
     ]);
 
     let loopback = SocketAddr::from(([127, 0, 0, 1], port));
     wait_for_listener(loopback);
-    assert_eq!(http_get(loopback, "/index.html").unwrap(), "hello through the bridge\n");
+    assert_eq!(
+        http_get(loopback, "/index.html").unwrap(),
+        "hello through the bridge\n"
+    );
     if let Some(host) = host_address() {
         let addr = SocketAddr::new(host.into(), port);
-        assert_eq!(http_get(addr, "/index.html").unwrap(), "hello through the bridge\n", "on {host}");
+        assert_eq!(
+            http_get(addr, "/index.html").unwrap(),
+            "hello through the bridge\n",
+            "on {host}"
+        );
     }
     // The container's own address, straight over the bridge.
     let info = net.inspect("web");
-    let ip: Ipv4Addr = info["NetworkSettings"]["IPAddress"].as_str().unwrap().parse().unwrap();
-    assert!(ip.to_string().starts_with(&format!("{}.", net.prefix)), "{ip} in {}", net.subnet);
-    assert_eq!(http_get(SocketAddr::new(ip.into(), 80), "/index.html").unwrap(), "hello through the bridge\n");
+    let ip: Ipv4Addr = info["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        ip.to_string().starts_with(&format!("{}.", net.prefix)),
+        "{ip} in {}",
+        net.subnet
+    );
+    assert_eq!(
+        http_get(SocketAddr::new(ip.into(), 80), "/index.html").unwrap(),
+        "hello through the bridge\n"
+    );
     // The loopback-only publication answers on 127.0.0.1 only.
     let random = net.host_port("web", "80/tcp");
     let lines = net.ok(&["port", "web"]);
-    assert!(lines.contains(&format!("80/tcp -> 0.0.0.0:{port}")), "{lines}");
+    assert!(
+        lines.contains(&format!("80/tcp -> 0.0.0.0:{port}")),
+        "{lines}"
+    );
     let loopback_only = lines
         .lines()
         .find_map(|l| l.strip_prefix("80/tcp -> 127.0.0.1:"))
@@ -298,7 +399,11 @@ fn httpd_serves_a_read_only_host_directory_through_published_ports() {
         .unwrap();
     assert!(random == port || random == loopback_only);
     assert_eq!(
-        http_get(SocketAddr::from(([127, 0, 0, 1], loopback_only)), "/index.html").unwrap(),
+        http_get(
+            SocketAddr::from(([127, 0, 0, 1], loopback_only)),
+            "/index.html"
+        )
+        .unwrap(),
         "hello through the bridge\n"
     );
     if let Some(host) = host_address() {
@@ -308,13 +413,23 @@ fn httpd_serves_a_read_only_host_directory_through_published_ports() {
     // ps shows the ports, inspect the binding.
     let ps = net.ok(&["ps"]);
     assert!(ps.contains(&format!("0.0.0.0:{port}->80/tcp")), "{ps}");
-    assert!(ps.contains(&format!("127.0.0.1:{loopback_only}->80/tcp")), "{ps}");
-    assert_eq!(info["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"], port.to_string());
+    assert!(
+        ps.contains(&format!("127.0.0.1:{loopback_only}->80/tcp")),
+        "{ps}"
+    );
+    assert_eq!(
+        info["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
+        port.to_string()
+    );
     assert_eq!(info["Mounts"][0]["RW"], false);
     // Read-only means read-only.
     let write = net.run(&["exec", "web", "sh", "-c", "echo x > /www/new"]);
     assert!(!write.status.success());
-    assert!(String::from_utf8_lossy(&write.stderr).contains("Read-only file system"), "{}", describe(&write));
+    assert!(
+        String::from_utf8_lossy(&write.stderr).contains("Read-only file system"),
+        "{}",
+        describe(&write)
+    );
     assert!(!www.path().join("new").exists());
 
     net.ok(&["rm", "-f", "web"]);
@@ -332,20 +447,50 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
         assert!(listed.contains(name), "{listed}");
     }
     let web = net.detached(&[
-        "--network", "backend", "--name", "web", "--network-alias", "www",
-        "busybox", "sh", "-c", "echo served by name > /index.html; exec httpd -f -p 80 -h /",
+        "--network",
+        "backend",
+        "--name",
+        "web",
+        "--network-alias",
+        "www",
+        "busybox",
+        "sh",
+        "-c",
+        "echo served by name > /index.html; exec httpd -f -p 80 -h /",
     ]);
     let ip: Ipv4Addr = net.inspect("web")["NetworkSettings"]["Networks"]["backend"]["IPAddress"]
-        .as_str().unwrap().parse().unwrap();
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     wait_for_listener(SocketAddr::new(ip.into(), 80));
     // A container started later finds the earlier one by name and alias...
     for host in ["web", "www"] {
         let url = format!("http://{host}/index.html");
-        let out = net.ok(&["run", "--rm", "--network", "backend", "--name", "client", "busybox", "wget", "-qO-", &url]);
+        let out = net.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "backend",
+            "--name",
+            "client",
+            "busybox",
+            "wget",
+            "-qO-",
+            &url,
+        ]);
         assert_eq!(out, "served by name\n");
     }
     // ...and the earlier one was told about a later one.
-    let db = net.detached(&["--network", "backend", "--name", "db", "busybox", "sleep", "1000"]);
+    let db = net.detached(&[
+        "--network",
+        "backend",
+        "--name",
+        "db",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
     let hosts = net.ok(&["exec", "web", "cat", "/etc/hosts"]);
     assert!(hosts.contains(" db\n") || hosts.contains(" db "), "{hosts}");
     let ping = net.run(&["exec", "web", "ping", "-c", "1", "-W", "2", "db"]);
@@ -358,9 +503,16 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
     // A network in use cannot be removed.
     let refused = net.run(&["network", "rm", "backend"]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("has active endpoints"), "{}", describe(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("has active endpoints"),
+        "{}",
+        describe(&refused)
+    );
     let info: Value = serde_json::from_str(&net.ok(&["network", "inspect", "backend"])).unwrap();
-    let bridge = info[0]["Options"]["com.docker.network.bridge.name"].as_str().unwrap().to_string();
+    let bridge = info[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(info[0]["Containers"].as_object().unwrap().len(), 2);
 
     net.ok(&["rm", "-f", "web", "db"]);
@@ -381,7 +533,18 @@ fn udp_ports_are_published() {
     };
     let publish = format!("127.0.0.1:{port}:5353/udp");
     let echo = r#"use IO::Socket::INET; $| = 1; my $s = IO::Socket::INET->new(LocalPort => 5353, Proto => "udp") or die "$!"; print "ready\n"; while ($s->recv(my $m, 1024)) { $s->send("echo:$m") }"#;
-    let id = net.detached(&["--name", "echo", "-u", "root", "-p", &publish, "debian:bookworm", "perl", "-e", echo]);
+    let id = net.detached(&[
+        "--name",
+        "echo",
+        "-u",
+        "root",
+        "-p",
+        &publish,
+        "debian:bookworm",
+        "perl",
+        "-e",
+        echo,
+    ]);
     // Wait for the server's "ready" line in its log (an event, not a guess).
     for _ in 0..200 {
         if net.ok(&["logs", "echo"]).contains("ready") {
@@ -390,12 +553,18 @@ fn udp_ports_are_published() {
         std::thread::sleep(Duration::from_millis(25));
     }
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     client.send_to(b"ping", ("127.0.0.1", port)).unwrap();
     let mut buf = [0u8; 64];
-    let n = client.recv(&mut buf).expect("an answer through the published UDP port");
+    let n = client
+        .recv(&mut buf)
+        .expect("an answer through the published UDP port");
     assert_eq!(&buf[..n], b"echo:ping");
-    assert!(net.ok(&["ps"]).contains(&format!("127.0.0.1:{port}->5353/udp")));
+    assert!(net
+        .ok(&["ps"])
+        .contains(&format!("127.0.0.1:{port}->5353/udp")));
     net.ok(&["rm", "-f", "echo"]);
     net.assert_clean(&[&id]);
 }
@@ -407,24 +576,46 @@ fn a_port_in_use_is_a_clear_error_and_leaves_nothing_behind() {
     let holder = TcpListener::bind("0.0.0.0:0").unwrap();
     let taken = holder.local_addr().unwrap().port();
     let publish = format!("{taken}:80");
-    let out = net.run(&["run", "-d", "--name", "late", "-p", &publish, "busybox", "httpd", "-f", "-p", "80"]);
+    let out = net.run(&[
+        "run", "-d", "--name", "late", "-p", &publish, "busybox", "httpd", "-f", "-p", "80",
+    ]);
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("Bind for 0.0.0.0:{taken} failed: port is already allocated")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "Bind for 0.0.0.0:{taken} failed: port is already allocated"
+        )),
+        "{stderr}"
+    );
     let late = net.inspect("late");
     assert_eq!(late["State"]["Status"], "created");
     drop(holder);
     // Taken by another container.
     let port = free_port();
     let publish = format!("{port}:80");
-    let first = net.detached(&["--name", "first", "-p", &publish, "busybox", "httpd", "-f", "-p", "80"]);
-    let out = net.run(&["run", "-d", "--name", "second", "-p", &publish, "busybox", "httpd", "-f", "-p", "80"]);
+    let first = net.detached(&[
+        "--name", "first", "-p", &publish, "busybox", "httpd", "-f", "-p", "80",
+    ]);
+    let out = net.run(&[
+        "run", "-d", "--name", "second", "-p", &publish, "busybox", "httpd", "-f", "-p", "80",
+    ]);
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("port is already allocated"));
     let second = net.inspect("second")["Id"].as_str().unwrap().to_string();
-    assert!(!Net::link_exists(&format!("vb{}", &second[..12])), "no veth for the loser");
-    assert_eq!(net.dnat_elements().len(), 1, "only the first container's port");
-    assert_eq!(net.allocations().len(), 1, "only the first container's address");
+    assert!(
+        !Net::link_exists(&format!("vb{}", &second[..12])),
+        "no veth for the loser"
+    );
+    assert_eq!(
+        net.dnat_elements().len(),
+        1,
+        "only the first container's port"
+    );
+    assert_eq!(
+        net.allocations().len(),
+        1,
+        "only the first container's address"
+    );
     net.ok(&["rm", "-f", "first", "second", "late"]);
     net.assert_clean(&[&first, &second, late["Id"].as_str().unwrap()]);
 }
@@ -432,25 +623,82 @@ fn a_port_in_use_is_a_clear_error_and_leaves_nothing_behind() {
 #[test]
 fn none_host_and_container_network_modes() {
     let net = Net::new();
-    let links = net.ok(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "ls /sys/class/net; ping -c1 -W1 127.0.0.1 >/dev/null && echo lo-works"]);
+    let links = net.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/class/net; ping -c1 -W1 127.0.0.1 >/dev/null && echo lo-works",
+    ]);
     assert_eq!(links, "lo\nlo-works\n", "only a working loopback");
-    let host_links = net.ok(&["run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net"]);
-    let ours: BTreeSet<String> = std::fs::read_dir("/sys/class/net").unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let host_links = net.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "ls",
+        "/sys/class/net",
+    ]);
+    // The host's own interfaces are there (links of other tests come and
+    // go meanwhile, so only stable ones are compared: lo and the device of
+    // the host's default route).
     let theirs: BTreeSet<String> = host_links.split_whitespace().map(String::from).collect();
-    assert!(theirs.contains("lo") && theirs.iter().all(|l| ours.contains(l)), "{theirs:?} vs {ours:?}");
+    let route = Command::new("ip")
+        .args(["-4", "route", "show", "default"])
+        .output()
+        .unwrap();
+    let route = String::from_utf8_lossy(&route.stdout).into_owned();
+    let mut expected = vec!["lo".to_string()];
+    expected.extend(
+        route
+            .split_whitespace()
+            .skip_while(|w| *w != "dev")
+            .nth(1)
+            .map(String::from),
+    );
+    for link in &expected {
+        assert!(theirs.contains(link), "{link} in {theirs:?}");
+    }
     let hostname = net.ok(&["run", "--rm", "--network", "host", "busybox", "hostname"]);
-    assert_eq!(hostname.trim(), nix::unistd::gethostname().unwrap().to_string_lossy());
+    assert_eq!(
+        hostname.trim(),
+        nix::unistd::gethostname().unwrap().to_string_lossy()
+    );
     // container:NAME shares the namespace: localhost is the other container.
-    let web = net.detached(&["--name", "web", "busybox", "sh", "-c", "echo shared > /index.html; exec httpd -f -p 80 -h /"]);
+    let web = net.detached(&[
+        "--name",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        "echo shared > /index.html; exec httpd -f -p 80 -h /",
+    ]);
     let out = net.ok(&["run", "--rm", "--network", "container:web", "busybox", "sh", "-c",
         "for i in $(seq 100); do wget -qO- http://127.0.0.1/index.html 2>/dev/null && exit 0; sleep 0.05; done; exit 1"]);
     assert_eq!(out, "shared\n");
-    let conflict = net.run(&["run", "--rm", "--network", "container:web", "-p", "80", "busybox", "true"]);
+    let conflict = net.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "-p",
+        "80",
+        "busybox",
+        "true",
+    ]);
     assert_eq!(conflict.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&conflict.stderr).contains("conflicting options"));
     let missing = net.run(&["run", "--rm", "--network", "nonet", "busybox", "true"]);
     assert_eq!(missing.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("network nonet not found"), "{}", describe(&missing));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("network nonet not found"),
+        "{}",
+        describe(&missing)
+    );
     net.ok(&["rm", "-f", "web"]);
     net.assert_clean(&[&web]);
 }
@@ -460,7 +708,16 @@ fn the_userland_proxy_serves_loopback_and_goes_with_the_container() {
     let net = Net::with_env(&[("BERTH_USERLAND_PROXY", "1")]);
     let port = free_port();
     let publish = format!("127.0.0.1:{port}:80");
-    let id = net.detached(&["--name", "web", "-p", &publish, "busybox", "sh", "-c", "echo proxied > /index.html; exec httpd -f -p 80 -h /"]);
+    let id = net.detached(&[
+        "--name",
+        "web",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "echo proxied > /index.html; exec httpd -f -p 80 -h /",
+    ]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     // The proxy accepts at once; the answer comes once httpd listens.
     let mut body = String::new();
@@ -474,9 +731,21 @@ fn the_userland_proxy_serves_loopback_and_goes_with_the_container() {
         }
     }
     assert_eq!(body, "proxied\n");
-    assert_eq!(net.dnat_elements(), Vec::<String>::new(), "a proxied publication has no DNAT element");
-    let route_localnet = std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{}/route_localnet", net.bridge)).unwrap();
-    assert_eq!(route_localnet.trim(), "0", "proxy mode leaves route_localnet off");
+    assert_eq!(
+        net.dnat_elements(),
+        Vec::<String>::new(),
+        "a proxied publication has no DNAT element"
+    );
+    let route_localnet = std::fs::read_to_string(format!(
+        "/proc/sys/net/ipv4/conf/{}/route_localnet",
+        net.bridge
+    ))
+    .unwrap();
+    assert_eq!(
+        route_localnet.trim(),
+        "0",
+        "proxy mode leaves route_localnet off"
+    );
     net.ok(&["rm", "-f", "web"]);
     TcpListener::bind(addr).expect("the proxy released the port");
     net.assert_clean(&[&id]);
@@ -487,13 +756,19 @@ fn after_a_killed_monitor_the_next_command_cleans_up() {
     let net = Net::new();
     let port = free_port();
     let publish = format!("{port}:80");
-    let id = net.detached(&["--name", "web", "-p", &publish, "busybox", "httpd", "-f", "-p", "80"]);
+    let id = net.detached(&[
+        "--name", "web", "-p", &publish, "busybox", "httpd", "-f", "-p", "80",
+    ]);
     assert_eq!(net.dnat_elements().len(), 1);
     let info = net.inspect("web");
     let monitor = info["State"]["MonitorPid"].as_i64().unwrap() as i32;
     let pid = info["State"]["Pid"].as_i64().unwrap() as i32;
     assert!(monitor > 0 && pid > 0);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor), nix::sys::signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
     // Wait (bounded) until both are gone from /proc.
     for _ in 0..400 {
@@ -510,11 +785,21 @@ fn after_a_killed_monitor_the_next_command_cleans_up() {
     // Any command that looks at the container reconciles it.
     let ps = net.ok(&["ps", "-a"]);
     assert!(ps.contains("Exited (255)"), "{ps}");
-    assert_eq!(net.dnat_elements(), Vec::<String>::new(), "DNAT elements removed by reconcile");
-    assert_eq!(net.allocations(), Vec::<String>::new(), "address released by reconcile");
+    assert_eq!(
+        net.dnat_elements(),
+        Vec::<String>::new(),
+        "DNAT elements removed by reconcile"
+    );
+    assert_eq!(
+        net.allocations(),
+        Vec::<String>::new(),
+        "address released by reconcile"
+    );
     assert!(!Net::link_exists(&format!("vb{}", &id[..12])));
     // And the port can be published again.
-    let again = net.detached(&["--name", "again", "-p", &publish, "busybox", "httpd", "-f", "-p", "80"]);
+    let again = net.detached(&[
+        "--name", "again", "-p", &publish, "busybox", "httpd", "-f", "-p", "80",
+    ]);
     net.ok(&["rm", "-f", "web", "again"]);
     net.assert_clean(&[&id, &again]);
 }
@@ -524,7 +809,14 @@ fn published_all_exposed_ports_with_capital_p() {
     let net = Net::new();
     let debian = fixture("debian/docker-archive.tar");
     net.ok(&["load", "-i", debian.to_str().unwrap()]);
-    let id = net.detached(&["--name", "exposed", "-P", "debian:bookworm", "sleep", "1000"]);
+    let id = net.detached(&[
+        "--name",
+        "exposed",
+        "-P",
+        "debian:bookworm",
+        "sleep",
+        "1000",
+    ]);
     let lines = net.ok(&["port", "exposed"]);
     assert!(lines.contains("8080/tcp -> 0.0.0.0:"), "{lines}");
     assert!(lines.contains("5353/udp -> 0.0.0.0:"), "{lines}");
@@ -548,13 +840,26 @@ fn the_notebook_server_case() {
     let publish = format!("127.0.0.1:{port}:8000");
     let volume = format!("{}:/srv/notebooks:ro", notebooks.display());
     let id = net.detached(&[
-        "--name", "notebook", "-p", &publish, "-v", &volume, "debian-python:bookworm",
-        "python3", "-m", "http.server", "8000", "--directory", "/srv/notebooks",
+        "--name",
+        "notebook",
+        "-p",
+        &publish,
+        "-v",
+        &volume,
+        "debian-python:bookworm",
+        "python3",
+        "-m",
+        "http.server",
+        "8000",
+        "--directory",
+        "/srv/notebooks",
     ]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_for_listener(addr);
     let url = format!("http://127.0.0.1:{port}/analysis.ipynb");
-    let curl = Command::new("curl").args(["-sS", "--fail", "--max-time", "10", &url]).output();
+    let curl = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10", &url])
+        .output();
     let body = match curl {
         Ok(out) => {
             assert!(out.status.success(), "curl: {}", describe(&out));
@@ -567,11 +872,93 @@ fn the_notebook_server_case() {
     // (the image's STOPSIGNAL is SIGINT, which raises KeyboardInterrupt).
     let started = std::time::Instant::now();
     net.ok(&["stop", "notebook"]);
-    assert!(started.elapsed() < Duration::from_secs(8), "stopped before the kill timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "stopped before the kill timeout"
+    );
     let state = net.inspect("notebook");
     assert_eq!(state["State"]["Status"], "exited");
     assert_ne!(state["State"]["ExitCode"], 137, "not killed");
     assert!(http_get(addr, "/").is_err(), "unpublished after stop");
     net.ok(&["rm", "notebook"]);
+    net.assert_clean(&[&id]);
+}
+
+#[test]
+fn a_stopped_containers_port_is_free_at_once_and_start_publishes_it_again() {
+    let net = Net::new();
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let script = "echo $HOSTNAME > /index.html; trap 'exit 0' TERM; httpd -f -p 80 -h / & wait";
+    let first = net.detached(&[
+        "--name", "first", "-p", &publish, "busybox", "sh", "-c", script,
+    ]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for_listener(addr);
+    net.ok(&["stop", "first"]);
+    // No wait: `stop` returned, so the port is free.
+    let second = net.detached(&[
+        "--name", "second", "-p", &publish, "busybox", "sh", "-c", script,
+    ]);
+    wait_for_listener(addr);
+    assert_eq!(http_get(addr, "/index.html").unwrap().trim(), &second[..12]);
+    net.ok(&["stop", "second"]);
+    net.ok(&["start", "first"]);
+    wait_for_listener(addr);
+    assert_eq!(
+        http_get(addr, "/index.html").unwrap().trim(),
+        &first[..12],
+        "start publishes again"
+    );
+    assert_eq!(
+        net.ok(&["port", "first"]),
+        format!("80/tcp -> 127.0.0.1:{port}\n")
+    );
+    net.ok(&["rm", "-f", "first", "second"]);
+    net.assert_clean(&[&first, &second]);
+}
+
+#[test]
+fn an_ipv6_host_address_is_served_by_the_proxy() {
+    let net = Net::new();
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("this host has no IPv6 loopback; nothing to test");
+        return;
+    }
+    let port = free_port();
+    let publish = format!("[::1]:{port}:80");
+    let id = net.detached(&[
+        "--name",
+        "web6",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "echo over v6 > /index.html; exec httpd -f -p 80 -h /",
+    ]);
+    let addr: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let mut body = String::new();
+    for _ in 0..200 {
+        match http_get(addr, "/index.html") {
+            Ok(text) if !text.is_empty() => {
+                body = text;
+                break;
+            }
+            _ => std::thread::sleep(Duration::from_millis(25)),
+        }
+    }
+    assert_eq!(
+        body, "over v6\n",
+        "an IPv6 connection reaches the IPv4 container"
+    );
+    assert!(net.ok(&["ps"]).contains(&format!("[::1]:{port}->80/tcp")));
+    assert_eq!(
+        net.dnat_elements(),
+        Vec::<String>::new(),
+        "no DNAT for an IPv6 publication"
+    );
+    net.ok(&["rm", "-f", "web6"]);
+    TcpListener::bind(addr).expect("the proxy released the port");
     net.assert_clean(&[&id]);
 }

@@ -21,17 +21,19 @@ pub enum ContainerCommand {
     /// Create and run a new container from an image.
     #[command(
         disable_help_flag = true,
-        after_help = "Examples:\n  berth run --rm busybox echo hello\n  berth run -d --name web busybox httpd -f -p 8080\n  berth run -it busybox sh"
+        after_help = "Examples:\n  berth run --rm busybox echo hello\n  berth run -d --name web busybox httpd -f -p 8080\n  berth run -it busybox sh\n  berth run --explain --rm busybox true     (narrates each kernel step: mounts, cgroups, clone3, ...)"
     )]
     Run(RunArgs),
     /// Create a new container without starting it.
     #[command(
         disable_help_flag = true,
-        after_help = "Example:\n  berth create --name job busybox sleep 60 && berth start job"
+        after_help = "Examples:\n  berth create --name job busybox sleep 60 && berth start job\n  berth create --explain --name job busybox true && berth start --explain -a job"
     )]
     Create(CreateArgs),
     /// Start one or more stopped containers.
-    #[command(after_help = "Example:\n  berth start -a job")]
+    #[command(
+        after_help = "Examples:\n  berth start -a job\n  berth start --explain job     (narrates each step berth asks of the kernel)"
+    )]
     Start(StartArgs),
     /// Stop one or more running containers (stop signal, then SIGKILL after the timeout).
     #[command(after_help = "Example:\n  berth stop -t 5 web")]
@@ -70,9 +72,14 @@ pub enum ContainerCommand {
 #[derive(Debug, Subcommand)]
 pub enum ContainerGroup {
     /// Remove all stopped containers.
+    #[command(after_help = "Example:\n  berth container prune -f")]
     Prune(PruneArgs),
     /// List containers.
-    #[command(alias = "list", name = "ls")]
+    #[command(
+        alias = "list",
+        name = "ls",
+        after_help = "Example:\n  berth container ls -a"
+    )]
     Ls(super::ps::PsArgs),
 }
 
@@ -345,7 +352,7 @@ fn run_container(args: RunArgs, ctx: &Context) -> anyhow::Result<u8> {
         if args.rm {
             let _ = lifecycle::remove_with_volumes(&ctx.roots, &record.id, true, true);
         }
-        eprintln!("berth: {error}");
+        eprintln!("berth: {}", with_hint(&error));
         return Err(ExitStatus(exit_code.clamp(0, 255) as u8).into());
     }
     if args.detach {
@@ -392,7 +399,7 @@ fn start(args: StartArgs, ctx: &Context) -> anyhow::Result<u8> {
             ready: Ready::Failed { exit_code, error },
             ..
         } => {
-            eprintln!("berth: {error}");
+            eprintln!("berth: {}", with_hint(&error));
             Err(ExitStatus(exit_code.clamp(0, 255) as u8).into())
         }
         Started::Now { attach, .. } => {
@@ -443,6 +450,24 @@ fn relay_until_end(
     }
 }
 
+/// A failed start's message (the engine's, docker's words) with what a
+/// newcomer can do about it, for the failures that need a hint.
+fn with_hint(error: &str) -> String {
+    if let Some(rest) = error.split("Bind for ").nth(1) {
+        if error.ends_with("port is already allocated") {
+            let port = rest
+                .split(' ')
+                .next()
+                .and_then(|a| a.rsplit(':').next())
+                .unwrap_or("");
+            return format!(
+                "{error} (see what holds it with `ss -ltunp | grep ':{port}'`, or publish another host port: -p OTHER:CONTAINER_PORT)"
+            );
+        }
+    }
+    error.to_string()
+}
+
 /// `container prune`: remove every container that is not running.
 fn prune(ctx: &Context) -> anyhow::Result<u8> {
     let mut deleted = Vec::new();
@@ -465,4 +490,21 @@ fn prune(ctx: &Context) -> anyhow::Result<u8> {
     }
     println!("Total reclaimed space: 0B");
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_hint;
+
+    #[test]
+    fn a_port_in_use_gets_a_hint_and_other_errors_are_left_alone() {
+        assert_eq!(
+            with_hint("Bind for 0.0.0.0:8080 failed: port is already allocated"),
+            "Bind for 0.0.0.0:8080 failed: port is already allocated (see what holds it with `ss -ltunp | grep ':8080'`, or publish another host port: -p OTHER:CONTAINER_PORT)"
+        );
+        assert_eq!(
+            with_hint("exec: \"nope\": not found"),
+            "exec: \"nope\": not found"
+        );
+    }
 }

@@ -44,19 +44,25 @@ pub enum ImageCommand {
 #[derive(Debug, Subcommand)]
 pub enum ImageGroup {
     /// List images
-    #[command(visible_alias = "list")]
+    #[command(visible_alias = "list", after_help = "Example:\n  berth image ls -q")]
     Ls(ImagesArgs),
     /// Display detailed information on one or more images
     #[command(after_help = "Example:\n  berth image inspect -f '{{.Config.Env}}' busybox")]
     Inspect(InspectArgs),
     /// Remove one or more images
-    #[command(visible_alias = "remove")]
+    #[command(
+        visible_alias = "remove",
+        after_help = "Example:\n  berth image rm mybox:v1"
+    )]
     Rm(RmiArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    #[command(after_help = "Example:\n  berth image tag busybox:latest mybox:v1")]
     Tag(TagArgs),
     /// Load images from a tar archive or an OCI layout
+    #[command(after_help = "Example:\n  berth image load -i busybox.tar")]
     Load(LoadArgs),
     /// Save images to a tar archive
+    #[command(after_help = "Example:\n  berth image save -o busybox.tar busybox:latest")]
     Save(SaveArgs),
 }
 

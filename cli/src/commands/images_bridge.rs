@@ -40,18 +40,7 @@ pub fn resolve(ctx: &Context, reference: &str) -> anyhow::Result<ResolvedImage> 
 
 /// The `config` part of an image config, as the container spec merges it.
 pub fn defaults_of(image: &Image) -> ImageDefaults {
-    let c = &image.config.config;
-    ImageDefaults {
-        env: c.env.clone(),
-        entrypoint: c.entrypoint.clone().unwrap_or_default(),
-        cmd: c.cmd.clone().unwrap_or_default(),
-        working_dir: c.working_dir.clone(),
-        user: c.user.clone(),
-        stop_signal: c.stop_signal.clone(),
-        labels: c.labels.clone(),
-        exposed_ports: c.exposed_ports.keys().cloned().collect(),
-        volumes: c.volumes.keys().cloned().collect(),
-    }
+    ImageDefaults::of(image)
 }
 
 /// `inspect IMAGE` as docker's JSON.

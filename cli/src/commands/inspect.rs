@@ -19,11 +19,17 @@ pub struct InspectArgs {
     /// Only look for this kind of object: container or image.
     #[arg(long = "type")]
     pub kind: Option<String>,
+    /// Show a running container from the kernel's side: namespaces, cgroups, mounts, capabilities, seccomp, network.
+    #[arg(long)]
+    pub kernel: bool,
     #[arg(required = true, value_name = "NAME|ID")]
     pub names: Vec<String>,
 }
 
 pub fn run(args: InspectArgs, ctx: &Context) -> anyhow::Result<u8> {
+    if args.kernel {
+        return kernel(&args, ctx);
+    }
     let mut objects = Vec::new();
     let mut failed = false;
     for name in &args.names {
@@ -42,6 +48,35 @@ pub fn run(args: InspectArgs, ctx: &Context) -> anyhow::Result<u8> {
             }
         }
         None => println!("{}", serde_json::to_string_pretty(&Value::Array(objects))?),
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// `--kernel`: the report of super::kernel_inspect for each container.
+fn kernel(args: &InspectArgs, ctx: &Context) -> anyhow::Result<u8> {
+    if args.kind.as_deref().is_some_and(|k| k != "container") {
+        bail!("--kernel shows containers only");
+    }
+    let mut failed = false;
+    for (i, name) in args.names.iter().enumerate() {
+        let report = lifecycle::find(&ctx.roots, name)
+            .map_err(anyhow::Error::from)
+            .and_then(|record| super::kernel_inspect::report(&record));
+        match (report, &args.format) {
+            (Ok(report), Some(template)) => {
+                println!("{}", crate::template::render(template, &report)?)
+            }
+            (Ok(report), None) => {
+                if i > 0 {
+                    println!();
+                }
+                print!("{}", super::kernel_inspect::render(&report));
+            }
+            (Err(err), _) => {
+                eprintln!("berth: {err:#}");
+                failed = true;
+            }
+        }
     }
     Ok(if failed { 1 } else { 0 })
 }
@@ -100,6 +135,8 @@ pub fn container_json(record: &ContainerRecord, ctx: &Context) -> Value {
             "Error": state.error,
             "StartedAt": time(state.started_at),
             "FinishedAt": time(state.finished_at),
+            // docker's {Status, FailingStreak, Log}; null without a healthcheck.
+            "Health": state.health,
         },
         "Image": record.image_id,
         "LogPath": dir.join(format!("{}-json.log", record.id)),
@@ -120,10 +157,19 @@ pub fn container_json(record: &ContainerRecord, ctx: &Context) -> Value {
             "PortBindings": super::networks::port_bindings_json(record),
             "PublishAllPorts": host.publish_all,
             "RestartPolicy": {"Name": host.restart_policy.name(), "MaximumRetryCount": retries},
+            "Privileged": host.security.privileged,
+            "CapAdd": host.security.cap_add,
+            "CapDrop": host.security.cap_drop,
+            "SecurityOpt": host.security.security_opt_for_inspect(),
+            "Devices": host.security.devices,
         },
         "GraphDriver": {
             "Name": "overlay",
             "Data": {
+                // The image's layer directories, top first, as overlayfs takes them.
+                "LowerDir": berth_engine::container::image_layers(&ctx.roots, &record.image_id)
+                    .map(|dirs| dirs.iter().rev().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":"))
+                    .unwrap_or_default(),
                 "UpperDir": overlay.upper,
                 "WorkDir": overlay.work,
                 "MergedDir": overlay.merged,
@@ -146,6 +192,7 @@ pub fn container_json(record: &ContainerRecord, ctx: &Context) -> Value {
             "Labels": config.labels,
             "StopSignal": config.stop_signal,
             "StopTimeout": config.stop_timeout,
+            "Healthcheck": config.healthcheck,
             "ExposedPorts": exposed,
         },
         "NetworkSettings": super::networks::network_settings_json(record),

@@ -20,17 +20,24 @@ use crate::format::table;
 #[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
     /// Create a bridge network on which containers find each other by name
-    #[command(after_help = "Example:\n  berth network create --subnet 10.90.7.0/24 backend\n  berth run -d --network backend --name db busybox httpd -f\n  berth run --rm --network backend busybox wget -qO- http://db/")]
+    #[command(
+        after_help = "Example:\n  berth network create --subnet 10.90.7.0/24 backend\n  berth run -d --network backend --name db busybox httpd -f\n  berth run --rm --network backend busybox wget -qO- http://db/"
+    )]
     Create(CreateArgs),
     /// List networks
-    #[command(visible_alias = "list")]
+    #[command(visible_alias = "list", after_help = "Example:\n  berth network ls")]
     Ls(LsArgs),
     /// Display detailed information on one or more networks
+    #[command(after_help = "Example:\n  berth network inspect -f '{{json .IPAM}}' bridge")]
     Inspect(InspectArgs),
     /// Remove one or more networks (refused while a container is attached)
-    #[command(visible_alias = "remove")]
+    #[command(
+        visible_alias = "remove",
+        after_help = "Example:\n  berth network rm backend"
+    )]
     Rm(RmArgs),
     /// Remove all networks no container is attached to
+    #[command(after_help = "Example:\n  berth network prune -f")]
     Prune(PruneArgs),
 }
 
@@ -96,7 +103,10 @@ pub fn run(command: NetworkCommand, ctx: &Context) -> anyhow::Result<u8> {
     match command {
         NetworkCommand::Create(args) => {
             if args.driver != "bridge" {
-                bail!("network driver {:?} is not available: berth has only \"bridge\"", args.driver);
+                bail!(
+                    "network driver {:?} is not available: berth has only \"bridge\"",
+                    args.driver
+                );
             }
             let subnet = args
                 .subnet
@@ -104,7 +114,13 @@ pub fn run(command: NetworkCommand, ctx: &Context) -> anyhow::Result<u8> {
                 .map(str::parse)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
-            let network = create_network(&ctx.roots, &options, &args.name, subnet, parse_labels(&args.labels)?)?;
+            let network = create_network(
+                &ctx.roots,
+                &options,
+                &args.name,
+                subnet,
+                parse_labels(&args.labels)?,
+            )?;
             println!("{}", network.id);
             Ok(0)
         }
@@ -151,6 +167,15 @@ struct Listed {
     driver: &'static str,
 }
 
+/// The driver docker shows for the pseudo-networks.
+fn pseudo_driver(name: &str) -> Option<&'static str> {
+    match name {
+        "host" => Some("host"),
+        "none" => Some("null"),
+        _ => None,
+    }
+}
+
 /// `host` and `none` have no record; their ids are fixed: the name in hex,
 /// padded to 64 digits.
 fn pseudo_id(name: &str) -> String {
@@ -170,10 +195,24 @@ fn list(ctx: &Context, options: &NetworkOptions, args: LsArgs) -> anyhow::Result
             driver: "bridge",
         })
         .collect();
-    rows.push(Listed { id: pseudo_id("host"), name: "host".into(), driver: "host" });
-    rows.push(Listed { id: pseudo_id("none"), name: "none".into(), driver: "null" });
+    rows.push(Listed {
+        id: pseudo_id("host"),
+        name: "host".into(),
+        driver: "host",
+    });
+    rows.push(Listed {
+        id: pseudo_id("none"),
+        name: "none".into(),
+        driver: "null",
+    });
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    let id_of = |r: &Listed| if args.no_trunc { r.id.clone() } else { r.id[..12].to_string() };
+    let id_of = |r: &Listed| {
+        if args.no_trunc {
+            r.id.clone()
+        } else {
+            r.id[..12].to_string()
+        }
+    };
     if args.quiet {
         for r in &rows {
             println!("{}", id_of(r));
@@ -183,7 +222,8 @@ fn list(ctx: &Context, options: &NetworkOptions, args: LsArgs) -> anyhow::Result
     match args.format.as_deref() {
         Some(format) => {
             for r in &rows {
-                let data = json!({"ID": id_of(r), "Name": r.name, "Driver": r.driver, "Scope": "local"});
+                let data =
+                    json!({"ID": id_of(r), "Name": r.name, "Driver": r.driver, "Scope": "local"});
                 if format == "json" {
                     println!("{data}");
                 } else {
@@ -194,9 +234,19 @@ fn list(ctx: &Context, options: &NetworkOptions, args: LsArgs) -> anyhow::Result
         None => {
             let cells: Vec<Vec<String>> = rows
                 .iter()
-                .map(|r| vec![id_of(r), r.name.clone(), r.driver.to_string(), "local".into()])
+                .map(|r| {
+                    vec![
+                        id_of(r),
+                        r.name.clone(),
+                        r.driver.to_string(),
+                        "local".into(),
+                    ]
+                })
                 .collect();
-            print!("{}", table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &cells));
+            print!(
+                "{}",
+                table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &cells)
+            );
         }
     }
     Ok(0)
@@ -247,6 +297,14 @@ fn inspect(ctx: &Context, options: &NetworkOptions, args: InspectArgs) -> anyhow
     let mut found = Vec::new();
     let mut failed = false;
     for name in &args.names {
+        if let Some(driver) = pseudo_driver(name) {
+            found.push(json!({
+                "Name": name, "Id": pseudo_id(name), "Scope": "local", "Driver": driver,
+                "EnableIPv6": false, "IPAM": {"Driver": "default", "Options": {}, "Config": []},
+                "Internal": false, "Attachable": false, "Containers": {}, "Options": {}, "Labels": {},
+            }));
+            continue;
+        }
         match store.find(name) {
             Ok(network) => found.push(network_json(ctx, &store, &network)),
             Err(err) => {
@@ -289,7 +347,9 @@ pub fn port(args: PortArgs, ctx: &Context) -> anyhow::Result<u8> {
             std::net::IpAddr::V4(ip) => format!("{ip}:{}", p.host_port),
         };
         match wanted {
-            Some((port, proto)) if (p.container_port, p.protocol) == (port, proto) => println!("{host}"),
+            Some((port, proto)) if (p.container_port, p.protocol) == (port, proto) => {
+                println!("{host}")
+            }
             Some(_) => continue,
             None => println!("{}/{} -> {host}", p.container_port, p.protocol.as_str()),
         }
@@ -342,7 +402,8 @@ pub fn network_settings_json(record: &ContainerRecord) -> Value {
         }
     }
     let mut networks = Map::new();
-    let (mut ip, mut prefix, mut gateway, mut mac) = (String::new(), 0, String::new(), String::new());
+    let (mut ip, mut prefix, mut gateway, mut mac) =
+        (String::new(), 0, String::new(), String::new());
     if let Some(e) = &settings.endpoint {
         ip = e.ip.to_string();
         prefix = e.prefix_len;

@@ -124,7 +124,10 @@ impl Row {
             status: status_text(record),
             state: record.state.status.as_str(),
             ports: if record.state.status.is_active() {
-                record.state.network.ports_column(&record.config.exposed_ports)
+                record
+                    .state
+                    .network
+                    .ports_column(&record.config.exposed_ports)
             } else {
                 String::new()
             },
@@ -228,7 +231,7 @@ pub fn status_text(record: &ContainerRecord) -> String {
         |t: Option<chrono::DateTime<Utc>>| human_duration(Utc::now() - t.unwrap_or(record.created));
     match state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", since(state.started_at)),
+        Status::Running => format!("Up {}{}", since(state.started_at), health_suffix(record)),
         Status::Paused => format!("Up {} (Paused)", since(state.started_at)),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
@@ -241,6 +244,17 @@ pub fn status_text(record: &ContainerRecord) -> String {
             since(state.finished_at)
         ),
         Status::Dead => "Dead".into(),
+    }
+}
+
+/// docker's health note after "Up ...": ` (healthy)`, ` (unhealthy)`,
+/// ` (health: starting)`; nothing without a healthcheck.
+fn health_suffix(record: &ContainerRecord) -> String {
+    use berth_engine::container::health::HealthStatus;
+    match record.state.health.as_ref().map(|h| h.status) {
+        Some(HealthStatus::Starting) => " (health: starting)".into(),
+        Some(status) => format!(" ({})", status.as_str()),
+        None => String::new(),
     }
 }
 

@@ -33,6 +33,7 @@ pub enum RegistryCommand {
     )]
     Login(LoginArgs),
     /// Log out from a registry
+    #[command(after_help = "Example:\n  berth logout localhost:5000")]
     Logout(LogoutArgs),
     /// Search a registry's catalog for repositories
     #[command(

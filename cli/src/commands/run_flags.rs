@@ -108,6 +108,9 @@ pub struct RunFlags {
     /// Mount volumes from the specified container(s) (CONTAINER[:ro|:rw]).
     #[arg(long = "volumes-from", value_name = "CONTAINER")]
     pub volumes_from: Vec<String>,
+    /// --privileged, --cap-add, --cap-drop, --security-opt, --device.
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -145,12 +148,17 @@ impl RunFlags {
             env,
             working_dir: self.workdir.clone(),
             user: self.user.clone(),
-            hostname: self.hostname.clone().or_else(|| self.host_network_hostname()),
+            hostname: self
+                .hostname
+                .clone()
+                .or_else(|| self.host_network_hostname()),
             labels: parse_labels(&self.labels)?,
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
             tty: self.tty,
             open_stdin: self.interactive,
+            // The image's HEALTHCHECK applies as it is (no --health-* flags yet).
+            healthcheck: None,
         })
     }
 
@@ -210,6 +218,7 @@ impl RunFlags {
             port_bindings: self.port_bindings()?,
             publish_all: self.publish_all,
             network_aliases: self.network_aliases.clone(),
+            security: self.security.config()?,
         })
     }
 

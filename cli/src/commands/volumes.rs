@@ -19,17 +19,27 @@ use crate::format::{human_size, table};
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
     /// Create a volume
-    #[command(after_help = "Example:\n  berth volume create data\n  berth run -v data:/var/lib/db busybox")]
+    #[command(
+        after_help = "Example:\n  berth volume create data\n  berth run -v data:/var/lib/db busybox"
+    )]
     Create(CreateArgs),
     /// List volumes
-    #[command(visible_alias = "list")]
+    #[command(
+        visible_alias = "list",
+        after_help = "Example:\n  berth volume ls --filter dangling=true"
+    )]
     Ls(LsArgs),
     /// Display detailed information on one or more volumes
+    #[command(after_help = "Example:\n  berth volume inspect -f '{{.Mountpoint}}' data")]
     Inspect(InspectArgs),
     /// Remove one or more volumes (a volume in use by a container is refused)
-    #[command(visible_alias = "remove")]
+    #[command(
+        visible_alias = "remove",
+        after_help = "Example:\n  berth volume rm data"
+    )]
     Rm(RmArgs),
     /// Remove unused anonymous volumes (with --all: every unused volume)
+    #[command(after_help = "Examples:\n  berth volume prune -f\n  berth volume prune --all -f")]
     Prune(PruneArgs),
 }
 
@@ -91,7 +101,10 @@ pub fn run(command: VolumeCommand, ctx: &Context) -> anyhow::Result<u8> {
     match command {
         VolumeCommand::Create(args) => {
             if args.driver != "local" {
-                bail!("volume driver {:?} is not available: berth has only \"local\"", args.driver);
+                bail!(
+                    "volume driver {:?} is not available: berth has only \"local\"",
+                    args.driver
+                );
             }
             let volume = store.create(args.name.as_deref(), parse_labels(&args.labels)?)?;
             println!("{}", volume.name);
@@ -149,7 +162,9 @@ fn list(store: &VolumeStore, args: LsArgs) -> anyhow::Result<u8> {
             }
             "name" => volumes.retain(|v| v.name.contains(value)),
             "label" => {
-                let (k, val) = value.split_once('=').map_or((value, None), |(k, v)| (k, Some(v)));
+                let (k, val) = value
+                    .split_once('=')
+                    .map_or((value, None), |(k, v)| (k, Some(v)));
                 volumes.retain(|v| match (v.labels.get(k), val) {
                     (Some(_), None) => true,
                     (Some(have), Some(want)) => have == want,
@@ -168,7 +183,10 @@ fn list(store: &VolumeStore, args: LsArgs) -> anyhow::Result<u8> {
     match args.format.as_deref() {
         Some("json") => {
             for v in &volumes {
-                println!("{}", json!({"Driver": v.driver, "Name": v.name, "Mountpoint": store.mountpoint(&v.name), "Scope": "local"}));
+                println!(
+                    "{}",
+                    json!({"Driver": v.driver, "Name": v.name, "Mountpoint": store.mountpoint(&v.name), "Scope": "local"})
+                );
             }
         }
         Some(template) => {

@@ -64,7 +64,8 @@ pub fn write_bundle(
     let spec = runtime_spec(record, &ctx).map_err(|e| format!("building the OCI spec: {e}"))?;
     let path = bundle.join("config.json");
     atomic_write_json(&path, &spec).map_err(|e| format!("{}: {e}", path.display()))?;
-    tracing::debug!(config = %path.display(), uid, gid, "bundle written");
+    tracing::debug!(step = "bundle", config = %path.display(), uid, gid,
+        "wrote the OCI bundle's {} (process uid {uid}, gid {gid}) for the runtime", path.display());
     Ok(())
 }
 

@@ -99,6 +99,12 @@ pub fn create(roots: &Roots, request: CreateRequest) -> Result<ContainerRecord, 
         return Err(err.into());
     }
     tracing::debug!(id = %record.id, name = %record.name, "container created");
+    let c = &record.config;
+    tracing::debug!(step = "create", id = %record.id, name = %record.name,
+        "recorded container {} ({}) in {}: command {:?} {:?}, user {:?}, working dir {:?}, {} environment variables (image config merged with the flags; nothing runs yet)",
+        record.id, record.name, store.dir(&record.id).join("container.json").display(),
+        c.path, c.args, if c.user.is_empty() { "root" } else { c.user.as_str() },
+        if c.working_dir.is_empty() { "/" } else { c.working_dir.as_str() }, c.env.len());
     Ok(record)
 }
 

@@ -53,11 +53,13 @@ pub enum OverlayError {
     TooManyLayers { layers: usize, len: usize },
     #[error("layer path {0} contains ':' or ',' which overlayfs options cannot carry")]
     BadPath(PathBuf),
-    #[error("mount overlay on {target}: {source} (is the overlay module loaded? try `modprobe overlay`)")]
+    #[error("mount overlay on {target}: {source}{hint}")]
     Mount {
         target: PathBuf,
         #[source]
         source: nix::Error,
+        /// What to do, for the failures a newcomer meets (see [`mount_hint`]).
+        hint: String,
     },
 }
 
@@ -101,7 +103,8 @@ pub fn mount_options(layers: &[PathBuf], dirs: &OverlayDirs) -> Result<String, O
 /// Mount the overlay at `dirs.merged`.
 pub fn mount_overlay(layers: &[PathBuf], dirs: &OverlayDirs) -> Result<(), OverlayError> {
     let options = mount_options(layers, dirs)?;
-    tracing::debug!(target = %dirs.merged.display(), %options, "mount overlay");
+    tracing::debug!(step = "overlay", target = %dirs.merged.display(), %options,
+        "mount(\"overlay\", {}, \"overlay\", 0, \"{options}\")", dirs.merged.display());
     mount(
         Some("overlay"),
         &dirs.merged,
@@ -112,7 +115,33 @@ pub fn mount_overlay(layers: &[PathBuf], dirs: &OverlayDirs) -> Result<(), Overl
     .map_err(|source| OverlayError::Mount {
         target: dirs.merged.clone(),
         source,
+        hint: mount_hint(source, &dirs.upper),
     })
+}
+
+/// Why an overlay mount fails on a newcomer's machine, and what to do.
+fn mount_hint(errno: nix::Error, upper: &Path) -> String {
+    const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+    match errno {
+        nix::Error::ENODEV => {
+            ": this kernel has no overlayfs; load it with `modprobe overlay` (kernel option CONFIG_OVERLAY_FS)".into()
+        }
+        nix::Error::EPERM => ": mounting needs root (CAP_SYS_ADMIN); run berth with sudo".into(),
+        nix::Error::EINVAL => {
+            let on_overlay = nix::sys::statfs::statfs(upper)
+                .is_ok_and(|s| s.filesystem_type().0 == OVERLAYFS_SUPER_MAGIC);
+            let why = if on_overlay {
+                "is itself on overlayfs (are you inside a container?), which cannot hold an overlay's upper directory"
+            } else {
+                "cannot hold an overlay's upper directory (it needs d_type and extended attributes)"
+            };
+            format!(
+                ": the filesystem of {} {why}; put berth's --root (or BERTH_ROOT) on ext4, xfs or btrfs, e.g. a volume mounted from the host",
+                upper.display()
+            )
+        }
+        _ => String::new(),
+    }
 }
 
 /// Detach the overlay (lazily: the container may still hold it).

@@ -71,6 +71,9 @@ pub struct RunConfig {
     pub attach_stderr: bool,
     pub exposed_ports: Vec<String>,
     pub volumes: Vec<String>,
+    /// The healthcheck (image HEALTHCHECK merged with compose's); None: none.
+    #[serde(default)]
+    pub healthcheck: Option<super::health::Healthcheck>,
 }
 
 /// The restart policy (`--restart`).
@@ -180,6 +183,10 @@ pub struct HostConfig {
     /// `--network-alias`: more names on a user network.
     #[serde(default)]
     pub network_aliases: Vec<String>,
+    /// `--privileged`, `--cap-add/--cap-drop`, `--security-opt`, `--device`
+    /// (see crate::security).
+    #[serde(default)]
+    pub security: crate::security::SecurityConfig,
 }
 
 /// What happened to the container.
@@ -205,6 +212,9 @@ pub struct State {
     /// NetworkSettings); empty when it is not running.
     #[serde(default)]
     pub network: crate::network::NetworkSettings,
+    /// docker's State.Health, while a healthcheck is configured.
+    #[serde(default)]
+    pub health: Option<super::health::Health>,
 }
 
 impl Default for State {
@@ -222,6 +232,7 @@ impl Default for State {
             restart_count: 0,
             stopped_by_user: false,
             network: Default::default(),
+            health: None,
         }
     }
 }

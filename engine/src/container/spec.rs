@@ -74,6 +74,30 @@ pub struct ImageDefaults {
     pub labels: BTreeMap<String, String>,
     pub exposed_ports: Vec<String>,
     pub volumes: Vec<String>,
+    /// HEALTHCHECK.
+    pub healthcheck: Option<super::health::Healthcheck>,
+}
+
+impl ImageDefaults {
+    /// The `config` part of an image's config, as a container starts from it.
+    pub fn of(image: &crate::image::Image) -> ImageDefaults {
+        let c = &image.config.config;
+        ImageDefaults {
+            env: c.env.clone(),
+            entrypoint: c.entrypoint.clone().unwrap_or_default(),
+            cmd: c.cmd.clone().unwrap_or_default(),
+            working_dir: c.working_dir.clone(),
+            user: c.user.clone(),
+            stop_signal: c.stop_signal.clone(),
+            labels: c.labels.clone(),
+            exposed_ports: c.exposed_ports.keys().cloned().collect(),
+            volumes: c.volumes.keys().cloned().collect(),
+            healthcheck: c
+                .healthcheck
+                .as_ref()
+                .and_then(super::health::Healthcheck::from_image_config),
+        }
+    }
 }
 
 /// What the `run`/`create` flags ask for, before merging with the image.
@@ -93,6 +117,8 @@ pub struct RunRequest {
     pub stop_timeout: Option<u32>,
     pub tty: bool,
     pub open_stdin: bool,
+    /// Overrides of the image's HEALTHCHECK (zero fields inherit it).
+    pub healthcheck: Option<super::health::Healthcheck>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -174,6 +200,7 @@ pub fn merge_run_config(
         attach_stderr: true,
         exposed_ports: image.exposed_ports.clone(),
         volumes: image.volumes.clone(),
+        healthcheck: super::health::merge(image.healthcheck.as_ref(), request.healthcheck.as_ref()),
     })
 }
 
@@ -263,7 +290,7 @@ pub fn runtime_spec(
         None => json!({"type": "network"}),
     };
 
-    let template = json!({
+    let mut template = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": config.tty,
@@ -290,6 +317,9 @@ pub fn runtime_spec(
             "readonlyPaths": READONLY_PATHS,
         },
     });
+    // Capabilities, seccomp, no_new_privs, masked paths, devices, privileged.
+    crate::security::apply(&record.host.security, &mut template)
+        .map_err(<serde_json::Error as serde::de::Error>::custom)?;
     serde_json::from_value(template)
 }
 

@@ -61,12 +61,18 @@ fn configure(
     options: &NetworkOptions,
 ) -> Result<u32, NetworkError> {
     let index = nl.link_index(&network.bridge)?.ok_or_else(|| {
-        NetworkError::Invalid(format!("bridge {} vanished right after its creation", network.bridge))
+        NetworkError::Invalid(format!(
+            "bridge {} vanished right after its creation",
+            network.bridge
+        ))
     })?;
     nl.add_address(index, network.gateway, network.subnet.prefix())?;
     nl.set_up(index)?;
     if !options.userland_proxy {
-        write_sysctl(&format!("net/ipv4/conf/{}/route_localnet", network.bridge), "1")?;
+        write_sysctl(
+            &format!("net/ipv4/conf/{}/route_localnet", network.bridge),
+            "1",
+        )?;
     }
     if options.ip_forward {
         write_sysctl("net/ipv4/ip_forward", "1")?;
@@ -119,5 +125,7 @@ pub fn write_sysctl(key: &str, value: &str) -> Result<(), NetworkError> {
 
 /// Read a sysctl (tests, inspect).
 pub fn read_sysctl(key: &str) -> io::Result<String> {
-    Ok(fs::read_to_string(format!("/proc/sys/{key}"))?.trim().to_string())
+    Ok(fs::read_to_string(format!("/proc/sys/{key}"))?
+        .trim()
+        .to_string())
 }

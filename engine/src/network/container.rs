@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::endpoint::{self, AttachRequest, Attachment, JoinTarget, Namespace, NetworkMode, NetworkSettings};
+use super::endpoint::{
+    self, AttachRequest, Attachment, JoinTarget, Namespace, NetworkMode, NetworkSettings,
+};
 use super::etcfiles;
 use super::{NetworkError, NetworkOptions};
 use crate::container::{procinfo, ContainerRecord, ContainerStore};
@@ -65,9 +67,16 @@ impl ContainerNetwork {
         .collect()
     }
 
+    /// Give back at once what others can see (ports, address, peers'
+    /// hosts entries); the veth and namespace follow in [`ContainerNetwork::disconnect`].
+    pub fn release(&mut self) {
+        self.attachment.release();
+    }
+
     /// Undo everything, then forget the leftover file.
-    pub fn disconnect(self) {
-        self.attachment.detach();
+    pub fn disconnect(mut self) {
+        self.attachment.release();
+        self.attachment.finish();
         let _ = fs::remove_file(&self.leftover);
     }
 }
@@ -134,7 +143,8 @@ pub fn validate_mode(
         NetworkMode::Container(target) => {
             if publishes {
                 return Err(NetworkError::Invalid(
-                    "conflicting options: port publishing and the container type network mode".into(),
+                    "conflicting options: port publishing and the container type network mode"
+                        .into(),
                 ));
             }
             if own_hostname {
@@ -142,9 +152,12 @@ pub fn validate_mode(
                     "conflicting options: hostname and the network mode".into(),
                 ));
             }
-            let store = ContainerStore::open(roots).map_err(|e| NetworkError::Invalid(e.to_string()))?;
+            let store =
+                ContainerStore::open(roots).map_err(|e| NetworkError::Invalid(e.to_string()))?;
             store.find(&target).map_err(|e| {
-                NetworkError::Invalid(format!("cannot join the network of container {target}: {e}"))
+                NetworkError::Invalid(format!(
+                    "cannot join the network of container {target}: {e}"
+                ))
             })?;
         }
         NetworkMode::None | NetworkMode::Host => {}
@@ -155,9 +168,11 @@ pub fn validate_mode(
 /// `--network container:NAME`: the running container's namespace and files.
 fn join_target(roots: &Roots, reference: &str) -> Result<JoinTarget, NetworkError> {
     let store = ContainerStore::open(roots).map_err(|e| NetworkError::Invalid(e.to_string()))?;
-    let other = store
-        .find(reference)
-        .map_err(|e| NetworkError::Invalid(format!("cannot join the network of container {reference}: {e}")))?;
+    let other = store.find(reference).map_err(|e| {
+        NetworkError::Invalid(format!(
+            "cannot join the network of container {reference}: {e}"
+        ))
+    })?;
     let running = match (other.state.pid, other.state.pid_start_time) {
         (Some(pid), Some(start)) if procinfo::is_running(pid, start) => Some(pid),
         _ => None,

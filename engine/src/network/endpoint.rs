@@ -268,24 +268,39 @@ impl Attachment {
     /// Undo everything this attachment did, in reverse order. Safe on a
     /// partial attachment; errors are logged, never stop the rest.
     pub fn detach(mut self) {
-        let id = self.container_id.clone();
-        tracing::debug!(id = %id, "detaching the container's network");
+        self.release();
+        self.finish();
+    }
+
+    /// The first, quick half of [`Attachment::detach`]: what other
+    /// containers and commands can see — the proxy, the DNAT elements, the
+    /// host ports, the address and the peers' hosts entries. Idempotent.
+    pub fn release(&mut self) {
+        tracing::debug!(id = %self.container_id, "releasing the container's ports and address");
         if let Some(proxy) = self.proxy.take() {
             proxy.stop();
         }
         if let Err(err) = self.firewall.remove_ports(&self.ports_published) {
             tracing::warn!(%err, "removing the container's DNAT elements");
         }
+        self.ports_published.clear();
         self.reservations.clear();
+        if let (true, Some(store), Some(network)) = (self.address_taken, &self.store, &self.network)
+        {
+            release_and_refresh(store, network, &self.container_id, &self.containers_dir);
+        }
+        self.address_taken = false;
+    }
+
+    /// The second half: delete the veth pair (which waits for the kernel's
+    /// RCU grace periods, ~10-30 ms, so the monitor does it after telling
+    /// its clients the container exited) and close the namespace.
+    pub fn finish(mut self) {
         if let Some(endpoint) = &self.settings.endpoint {
             match Netlink::open().and_then(|mut nl| nl.delete_link(&endpoint.host_veth)) {
                 Ok(_) => {}
                 Err(err) => tracing::warn!(%err, "removing the veth pair"),
             }
-        }
-        if let (true, Some(store), Some(network)) = (self.address_taken, &self.store, &self.network)
-        {
-            release_and_refresh(store, network, &id, &self.containers_dir);
         }
         self.netns = None;
     }
@@ -330,12 +345,19 @@ fn attach_steps(request: &AttachRequest<'_>, att: &mut Attachment) -> Result<(),
             let hostname = nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            write_etc(dir, &hostname, &hosts, &etcfiles::resolv_conf(&etcfiles::host_resolv_conf(), true))?;
+            write_etc(
+                dir,
+                &hostname,
+                &hosts,
+                &etcfiles::resolv_conf(&etcfiles::host_resolv_conf(), true),
+            )?;
             Ok(())
         }
         NetworkMode::Container(target) => {
             let join = request.join.as_ref().ok_or_else(|| {
-                NetworkError::Invalid(format!("container {target} is not running: cannot join its network"))
+                NetworkError::Invalid(format!(
+                    "container {target} is not running: cannot join its network"
+                ))
             })?;
             att.namespace = Namespace::Join(join.netns_path.clone());
             att.etc_dir = join.etc_dir.clone();
@@ -343,13 +365,19 @@ fn attach_steps(request: &AttachRequest<'_>, att: &mut Attachment) -> Result<(),
             Ok(())
         }
         NetworkMode::None => {
-            let netns = NetNs::create().map_err(NetworkError::kernel("create a network namespace"))?;
+            let netns =
+                NetNs::create().map_err(NetworkError::kernel("create a network namespace"))?;
             bring_loopback_up(&netns)?;
             att.namespace = Namespace::Join(netns.proc_path());
             att.settings.sandbox_key = netns.proc_path();
             att.netns = Some(netns);
             let hosts = etcfiles::hosts_file(None, &[]);
-            write_etc(dir, request.hostname, &hosts, &etcfiles::resolv_conf(&etcfiles::host_resolv_conf(), false))
+            write_etc(
+                dir,
+                request.hostname,
+                &hosts,
+                &etcfiles::resolv_conf(&etcfiles::host_resolv_conf(), false),
+            )
         }
         NetworkMode::Bridge(name) => attach_bridge(request, name, att),
     }
@@ -369,7 +397,9 @@ fn bring_loopback_up(netns: &NetNs) -> Result<(), NetworkError> {
             nl.set_up(1)?; // lo is always index 1 in a new namespace
             Ok(())
         })
-        .map_err(NetworkError::kernel("enter the container's network namespace"))?
+        .map_err(NetworkError::kernel(
+            "enter the container's network namespace",
+        ))?
 }
 
 fn attach_bridge(
@@ -385,9 +415,10 @@ fn attach_bridge(
 
     // Step 1.
     let mut nl = Netlink::open()?;
-    let bridge_index = bridge::ensure_bridge(&mut nl, &network, &att.firewall, request.options, || {
-        store.lock()
-    })?;
+    let bridge_index =
+        bridge::ensure_bridge(&mut nl, &network, &att.firewall, request.options, || {
+            store.lock()
+        })?;
 
     // Step 2.
     let netns = NetNs::create().map_err(NetworkError::kernel("create a network namespace"))?;
@@ -424,7 +455,9 @@ fn attach_bridge(
         host_veth: host_veth.clone(),
         aliases,
     });
-    tracing::debug!(%host_veth, %ip, bridge = %network.bridge, "veth pair created");
+    tracing::debug!(step = "veth", %host_veth, %ip, bridge = %network.bridge, peer = "eth0",
+        "veth pair created over netlink: {host_veth} on the host, attached to bridge {}; its peer moved into the container's namespace as eth0 (mac {})",
+        network.bridge, mac_text(mac));
 
     // Step 5.
     let prefix = network.subnet.prefix();
@@ -439,9 +472,13 @@ fn attach_bridge(
             inside.add_address(eth0, ip, prefix)?;
             inside.set_up(eth0)?;
             inside.add_default_route(gateway)?;
+            tracing::debug!(step = "address", %ip, prefix, %gateway,
+                "inside the container's namespace: lo and eth0 up, {ip}/{prefix} on eth0, default route via {gateway}");
             Ok(())
         })
-        .map_err(NetworkError::kernel("enter the container's network namespace"))??;
+        .map_err(NetworkError::kernel(
+            "enter the container's network namespace",
+        ))??;
     att.netns = Some(netns);
 
     // Step 6.
@@ -485,7 +522,9 @@ fn publish_ports(
             let socket = reservation
                 .socket
                 .try_clone()
-                .map_err(NetworkError::kernel("duplicate a port socket for the proxy"))?;
+                .map_err(NetworkError::kernel(
+                    "duplicate a port socket for the proxy",
+                ))?;
             proxy_targets.push(ProxyTarget {
                 socket,
                 protocol: spec.protocol,
@@ -555,7 +594,9 @@ pub fn refresh_hosts(
 ) -> Result<(), NetworkError> {
     store.ipam(network).with_endpoints(|members| {
         for (ip, holder) in members {
-            let path = containers_dir.join(&holder.container_id).join(etcfiles::HOSTS);
+            let path = containers_dir
+                .join(&holder.container_id)
+                .join(etcfiles::HOSTS);
             if !path.exists() {
                 continue; // not written yet (or the container is gone)
             }
@@ -571,7 +612,9 @@ pub fn refresh_hosts(
                     names: holder_names(h),
                 })
                 .collect();
-            if let Err(err) = etcfiles::write_in_place(&path, &etcfiles::hosts_file(Some(&own), &peers)) {
+            if let Err(err) =
+                etcfiles::write_in_place(&path, &etcfiles::hosts_file(Some(&own), &peers))
+            {
                 tracing::warn!(%err, "updating a peer's /etc/hosts");
             }
         }
@@ -586,7 +629,12 @@ fn holder_names(holder: &Holder) -> Vec<String> {
     names
 }
 
-fn release_and_refresh(store: &NetworkStore, network: &NetworkRecord, id: &str, containers_dir: &Path) {
+fn release_and_refresh(
+    store: &NetworkStore,
+    network: &NetworkRecord,
+    id: &str,
+    containers_dir: &Path,
+) {
     if let Err(err) = store.ipam(network).release(id) {
         tracing::warn!(%err, "releasing the container's address");
     }
@@ -634,7 +682,10 @@ mod unit_tests {
 
     #[test]
     fn modes_parse_as_docker_spells_them() {
-        assert_eq!(NetworkMode::parse("bridge").unwrap(), NetworkMode::Bridge("bridge".into()));
+        assert_eq!(
+            NetworkMode::parse("bridge").unwrap(),
+            NetworkMode::Bridge("bridge".into())
+        );
         assert_eq!(NetworkMode::parse("default").unwrap().as_string(), "bridge");
         assert_eq!(NetworkMode::parse("none").unwrap(), NetworkMode::None);
         assert_eq!(NetworkMode::parse("host").unwrap(), NetworkMode::Host);
@@ -643,14 +694,23 @@ mod unit_tests {
             NetworkMode::Container("web".into())
         );
         assert!(NetworkMode::parse("container:").is_err());
-        assert_eq!(NetworkMode::parse("backend").unwrap().as_string(), "backend");
+        assert_eq!(
+            NetworkMode::parse("backend").unwrap().as_string(),
+            "backend"
+        );
     }
 
     #[test]
     fn names_and_addresses_derive_from_the_container() {
-        assert_eq!(host_veth_name(&"ab".repeat(32)), "vbababababababab"[..14].to_string());
+        assert_eq!(
+            host_veth_name(&"ab".repeat(32)),
+            "vbababababababab"[..14].to_string()
+        );
         assert_eq!(host_veth_name(&"ab".repeat(32)).len(), 14);
-        assert_eq!(mac_text(mac_for("10.89.0.2".parse().unwrap())), "02:42:0a:59:00:02");
+        assert_eq!(
+            mac_text(mac_for("10.89.0.2".parse().unwrap())),
+            "02:42:0a:59:00:02"
+        );
     }
 
     #[test]
@@ -664,12 +724,27 @@ mod unit_tests {
             protocol: super::super::Protocol::Tcp,
         };
         assert_eq!(forwarding_for(&spec(None), &options), Forwarding::Dnat);
-        assert_eq!(forwarding_for(&spec(Some("127.0.0.1")), &options), Forwarding::Dnat);
-        assert_eq!(forwarding_for(&spec(Some("::1")), &options), Forwarding::Proxy);
+        assert_eq!(
+            forwarding_for(&spec(Some("127.0.0.1")), &options),
+            Forwarding::Dnat
+        );
+        assert_eq!(
+            forwarding_for(&spec(Some("::1")), &options),
+            Forwarding::Proxy
+        );
         options.userland_proxy = true;
-        assert_eq!(forwarding_for(&spec(None), &options), Forwarding::DnatAndProxy);
-        assert_eq!(forwarding_for(&spec(Some("127.0.0.1")), &options), Forwarding::Proxy);
-        assert_eq!(forwarding_for(&spec(Some("192.0.2.2")), &options), Forwarding::Dnat);
+        assert_eq!(
+            forwarding_for(&spec(None), &options),
+            Forwarding::DnatAndProxy
+        );
+        assert_eq!(
+            forwarding_for(&spec(Some("127.0.0.1")), &options),
+            Forwarding::Proxy
+        );
+        assert_eq!(
+            forwarding_for(&spec(Some("192.0.2.2")), &options),
+            Forwarding::Dnat
+        );
     }
 
     #[test]

@@ -116,12 +116,7 @@ pub fn write_in_place(path: &Path, text: &str) -> io::Result<()> {
 }
 
 /// The files of one container, written into its directory `dir`.
-pub fn write_all(
-    dir: &Path,
-    hostname: &str,
-    hosts: &str,
-    resolv: &str,
-) -> io::Result<()> {
+pub fn write_all(dir: &Path, hostname: &str, hosts: &str, resolv: &str) -> io::Result<()> {
     write_in_place(&dir.join(HOSTNAME), &format!("{hostname}\n"))?;
     write_in_place(&dir.join(HOSTS), hosts)?;
     write_in_place(&dir.join(RESOLV_CONF), resolv)
@@ -154,10 +149,17 @@ mod tests {
         let text = resolv_conf(host, false);
         assert!(!text.contains("127.0.0.53"), "{text}");
         assert!(text.contains("options edns0\nsearch example.org\n"));
-        assert!(text.ends_with("nameserver 8.8.8.8\nnameserver 8.8.4.4\n"), "{text}");
+        assert!(
+            text.ends_with("nameserver 8.8.8.8\nnameserver 8.8.4.4\n"),
+            "{text}"
+        );
         let mixed = resolv_conf("nameserver ::1\nnameserver 10.255.255.53\n", false);
         assert_eq!(mixed, "nameserver 10.255.255.53\n");
-        assert_eq!(resolv_conf(host, true), host, "host network keeps the host's file");
+        assert_eq!(
+            resolv_conf(host, true),
+            host,
+            "host network keeps the host's file"
+        );
     }
 
     #[test]

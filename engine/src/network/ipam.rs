@@ -86,7 +86,9 @@ impl Ipam {
     fn read(&self) -> Result<Endpoints, IpamError> {
         let path = self.file();
         match fs::read(&path) {
-            Ok(data) => serde_json::from_slice(&data).map_err(|source| IpamError::Corrupt { path, source }),
+            Ok(data) => {
+                serde_json::from_slice(&data).map_err(|source| IpamError::Corrupt { path, source })
+            }
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Endpoints::default()),
             Err(source) => Err(IpamError::Io { path, source }),
         }
@@ -180,8 +182,14 @@ mod tests {
     fn addresses_skip_the_gateway_and_are_reused_after_release() {
         let dir = tempfile::tempdir().unwrap();
         let ipam = ipam(dir.path(), "10.5.0.0/24");
-        assert_eq!(ipam.allocate(holder("a")).unwrap(), "10.5.0.2".parse::<Ipv4Addr>().unwrap());
-        assert_eq!(ipam.allocate(holder("b")).unwrap(), "10.5.0.3".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(
+            ipam.allocate(holder("a")).unwrap(),
+            "10.5.0.2".parse::<Ipv4Addr>().unwrap()
+        );
+        assert_eq!(
+            ipam.allocate(holder("b")).unwrap(),
+            "10.5.0.3".parse::<Ipv4Addr>().unwrap()
+        );
         assert_eq!(
             ipam.allocate(holder("a")).unwrap(),
             "10.5.0.2".parse::<Ipv4Addr>().unwrap(),
@@ -189,7 +197,10 @@ mod tests {
         );
         ipam.release("a").unwrap();
         assert_eq!(ipam.endpoints().unwrap().len(), 1);
-        assert_eq!(ipam.allocate(holder("c")).unwrap(), "10.5.0.2".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(
+            ipam.allocate(holder("c")).unwrap(),
+            "10.5.0.2".parse::<Ipv4Addr>().unwrap()
+        );
     }
 
     #[test]
@@ -199,7 +210,11 @@ mod tests {
         let ipam = ipam(dir.path(), "10.6.0.0/30");
         ipam.allocate(holder("a")).unwrap();
         let err = ipam.allocate(holder("b")).unwrap_err();
-        assert!(err.to_string().contains("no free address left in 10.6.0.0/30"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("no free address left in 10.6.0.0/30"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -209,7 +224,11 @@ mod tests {
         let threads: Vec<_> = (0..16)
             .map(|i| {
                 let path = path.clone();
-                std::thread::spawn(move || ipam(&path, "10.7.0.0/24").allocate(holder(&format!("c{i}"))).unwrap())
+                std::thread::spawn(move || {
+                    ipam(&path, "10.7.0.0/24")
+                        .allocate(holder(&format!("c{i}")))
+                        .unwrap()
+                })
             })
             .collect();
         let mut ips: Vec<Ipv4Addr> = threads.into_iter().map(|t| t.join().unwrap()).collect();

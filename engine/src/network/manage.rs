@@ -43,7 +43,11 @@ pub fn create_network(
 
 /// Remove a network no running container is attached to: its bridge, its
 /// nftables elements, its record. The default network cannot be removed.
-pub fn remove_network(roots: &Roots, options: &NetworkOptions, reference: &str) -> Result<NetworkRecord, NetworkError> {
+pub fn remove_network(
+    roots: &Roots,
+    options: &NetworkOptions,
+    reference: &str,
+) -> Result<NetworkRecord, NetworkError> {
     if matches!(reference, "bridge" | "host" | "none" | "default") {
         return Err(NetworkError::Invalid(format!(
             "{reference} is a pre-defined network and cannot be removed"
@@ -76,7 +80,10 @@ pub fn remove_network(roots: &Roots, options: &NetworkOptions, reference: &str) 
 }
 
 /// Remove every user network no container is attached to; their names.
-pub fn prune_networks(roots: &Roots, options: &NetworkOptions) -> Result<Vec<String>, NetworkError> {
+pub fn prune_networks(
+    roots: &Roots,
+    options: &NetworkOptions,
+) -> Result<Vec<String>, NetworkError> {
     let store = NetworkStore::open(roots, options)?;
     let mut removed = Vec::new();
     for network in store.list()? {

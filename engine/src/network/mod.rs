@@ -67,7 +67,9 @@ pub enum NetworkError {
     Exists(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("error while removing network: network {name} id {id} has active endpoints ({containers})")]
+    #[error(
+        "error while removing network: network {name} id {id} has active endpoints ({containers})"
+    )]
     InUse {
         name: String,
         id: String,

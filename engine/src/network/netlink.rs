@@ -19,8 +19,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
@@ -76,8 +76,8 @@ pub struct Netlink {
 impl Netlink {
     /// Open a socket in the calling thread's network namespace.
     pub fn open() -> Result<Netlink> {
-        let mut socket =
-            Socket::new(NETLINK_ROUTE).map_err(|e| NetlinkError::new("socket(NETLINK_ROUTE)", e))?;
+        let mut socket = Socket::new(NETLINK_ROUTE)
+            .map_err(|e| NetlinkError::new("socket(NETLINK_ROUTE)", e))?;
         socket
             .bind_auto()
             .map_err(|e| NetlinkError::new("bind netlink socket", e))?;
@@ -127,7 +127,10 @@ impl Netlink {
             while offset < size {
                 let parsed: NetlinkMessage<RouteNetlinkMessage> =
                     NetlinkMessage::deserialize(&receive[offset..size]).map_err(|e| {
-                        NetlinkError::new(op, io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+                        NetlinkError::new(
+                            op,
+                            io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+                        )
                     })?;
                 let length = parsed.header.length as usize;
                 if length == 0 {
@@ -138,11 +141,11 @@ impl Netlink {
                     continue; // a late answer to an earlier request
                 }
                 match parsed.payload {
-                    NetlinkPayload::Error(err) if err.code.is_none() => {
-                        if !dump {
-                            return Ok(answers);
-                        }
+                    // The acknowledgement (errno 0) ends a plain request.
+                    NetlinkPayload::Error(err) if err.code.is_none() && !dump => {
+                        return Ok(answers)
                     }
+                    NetlinkPayload::Error(err) if err.code.is_none() => {}
                     NetlinkPayload::Error(err) => return Err(NetlinkError::new(op, err.to_io())),
                     NetlinkPayload::Done(_) => return Ok(answers),
                     NetlinkPayload::InnerMessage(inner) => answers.push(inner),
@@ -155,8 +158,14 @@ impl Netlink {
     /// The index of link `name`, None when there is no such link.
     pub fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
         let mut message = LinkMessage::default();
-        message.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.request(&format!("find link {name}"), RouteNetlinkMessage::GetLink(message), 0) {
+        message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_string()));
+        match self.request(
+            &format!("find link {name}"),
+            RouteNetlinkMessage::GetLink(message),
+            0,
+        ) {
             Ok(answers) => Ok(answers.into_iter().find_map(|a| match a {
                 RouteNetlinkMessage::NewLink(link) => Some(link.header.index),
                 _ => None,
@@ -196,10 +205,14 @@ impl Netlink {
     /// `ip link add NAME type bridge`; EEXIST when it is there already.
     pub fn create_bridge(&mut self, name: &str) -> Result<()> {
         let mut message = LinkMessage::default();
-        message.attributes.push(LinkAttribute::IfName(name.to_string()));
         message
             .attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+            .push(LinkAttribute::IfName(name.to_string()));
+        message
+            .attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
         self.request(
             &format!("create bridge {name}"),
             RouteNetlinkMessage::NewLink(message),
@@ -224,7 +237,9 @@ impl Netlink {
         // before the two ends are linked, and veth_open() then fails with
         // ENOTCONN. It is set up from inside its namespace afterwards.
         let mut peer_message = LinkMessage::default();
-        peer_message.attributes.push(LinkAttribute::IfName(peer.to_string()));
+        peer_message
+            .attributes
+            .push(LinkAttribute::IfName(peer.to_string()));
         peer_message
             .attributes
             .push(LinkAttribute::Address(peer_mac.to_vec()));
@@ -235,7 +250,9 @@ impl Netlink {
         let mut message = LinkMessage::default();
         message.header.flags = LinkFlags::Up;
         message.header.change_mask = LinkFlags::Up;
-        message.attributes.push(LinkAttribute::IfName(host.to_string()));
+        message
+            .attributes
+            .push(LinkAttribute::IfName(host.to_string()));
         message.attributes.push(LinkAttribute::Controller(bridge));
         message.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
@@ -266,7 +283,9 @@ impl Netlink {
     /// `ip link del NAME`; a missing link is not an error (returns false).
     pub fn delete_link(&mut self, name: &str) -> Result<bool> {
         let mut message = LinkMessage::default();
-        message.attributes.push(LinkAttribute::IfName(name.to_string()));
+        message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_string()));
         match self.request(
             &format!("delete link {name}"),
             RouteNetlinkMessage::DelLink(message),
@@ -298,7 +317,9 @@ impl Netlink {
         message
             .attributes
             .push(AddressAttribute::Address(IpAddr::V4(addr)));
-        message.attributes.push(AddressAttribute::Broadcast(broadcast));
+        message
+            .attributes
+            .push(AddressAttribute::Broadcast(broadcast));
         match self.request(
             &format!("add address {addr}/{prefix} to link {index}"),
             RouteNetlinkMessage::NewAddress(message),

@@ -47,6 +47,10 @@ impl NetNs {
             .map_err(|e| io::Error::other(format!("unshare(CLONE_NEWNET): {e}")))?;
         let created = NetNs::current();
         home.join()?;
+        if let Ok(ns) = &created {
+            tracing::debug!(step = "netns", path = %ns.proc_path(),
+                "unshare(CLONE_NEWNET): a new, empty network namespace (only lo), kept alive by the fd {}", ns.proc_path());
+        }
         created
     }
 

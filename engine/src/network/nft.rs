@@ -255,6 +255,13 @@ impl Firewall {
         if rules.is_empty() {
             return Ok(());
         }
+        for r in rules {
+            let host = r.host_ip.map(|ip| format!("{ip} . ")).unwrap_or_default();
+            tracing::debug!(step = "nft", table = %self.table, map = r.map(),
+                "nft add element ip {} {} {{ {host}{} . {} : {} . {} }}: DNAT of host port {} to {}:{}",
+                self.table, r.map(), r.protocol.as_str(), r.host_port, r.container_ip, r.container_port,
+                r.host_port, r.container_ip, r.container_port);
+        }
         let add = || {
             let commands: Vec<Value> = rules
                 .iter()
@@ -276,7 +283,11 @@ impl Firewall {
         let state = self.list()?;
         let stale: Vec<Value> = rules
             .iter()
-            .filter(|r| map_elements(&state, r.map()).iter().any(|(key, _)| *key == r.key()))
+            .filter(|r| {
+                map_elements(&state, r.map())
+                    .iter()
+                    .any(|(key, _)| *key == r.key())
+            })
             .map(|r| self.element("delete", r.map(), vec![r.key()]))
             .collect();
         if stale.is_empty() {

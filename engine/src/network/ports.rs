@@ -151,7 +151,11 @@ pub fn parse_publish(text: &str) -> Result<Vec<PortSpec>, String> {
     let mut specs = Vec::new();
     if host_part.is_empty() || container_len == host_len {
         for offset in 0..=container_len {
-            let host = if host_part.is_empty() { 0 } else { h_start + offset };
+            let host = if host_part.is_empty() {
+                0
+            } else {
+                h_start + offset
+            };
             specs.push(PortSpec {
                 host_ip,
                 host_port_start: host,
@@ -193,7 +197,10 @@ fn split_host_ip(text: &str) -> Result<(Option<IpAddr>, &str), String> {
     let parts: Vec<&str> = text.split(':').collect();
     if parts.len() == 3 {
         let ip: Ipv4Addr = parts[0].parse().map_err(|_| {
-            format!("{:?} is not an IPv4 address (IPv6 goes in brackets)", parts[0])
+            format!(
+                "{:?} is not an IPv4 address (IPv6 goes in brackets)",
+                parts[0]
+            )
         })?;
         let after = &text[parts[0].len() + 1..];
         return Ok((Some(IpAddr::V4(ip)), after));
@@ -279,7 +286,9 @@ pub fn reserve(spec: &PortSpec, via: Forwarding, listen: bool) -> Result<Reserva
     for port in candidates {
         match bind_one(ip, port, spec.protocol, listen) {
             Ok((socket, bound_port)) => {
-                tracing::debug!(%ip, port = bound_port, protocol = spec.protocol.as_str(), "host port reserved");
+                tracing::debug!(step = "port", %ip, port = bound_port, protocol = spec.protocol.as_str(),
+                    "bind({ip}:{bound_port}/{}) and keep the socket: the host port stays berth's while the container runs",
+                    spec.protocol.as_str());
                 return Ok(Reservation {
                     socket,
                     port: PublishedPort {
@@ -330,13 +339,8 @@ fn bind_one(
         Protocol::Tcp => SocketType::STREAM,
         Protocol::Udp => SocketType::DGRAM,
     };
-    let socket = rustix::net::socket_with(
-        family,
-        kind,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(sock_err("socket"))?;
+    let socket = rustix::net::socket_with(family, kind, rustix::net::SocketFlags::CLOEXEC, None)
+        .map_err(sock_err("socket"))?;
     if ip.is_ipv6() {
         rustix::net::sockopt::set_ipv6_v6only(&socket, true).map_err(sock_err("IPV6_V6ONLY"))?;
     }
@@ -379,7 +383,10 @@ mod tests {
         assert_eq!((s.host_port_start, s.container_port), (8888, 8000));
         assert_eq!(s.protocol, Protocol::Tcp);
         let s = one("8080:80/udp");
-        assert_eq!((s.host_ip, s.host_port_start, s.protocol), (None, 8080, Protocol::Udp));
+        assert_eq!(
+            (s.host_ip, s.host_port_start, s.protocol),
+            (None, 8080, Protocol::Udp)
+        );
         let s = one("80");
         assert_eq!((s.host_port_start, s.container_port), (0, 80));
         let s = one("127.0.0.1::80");
@@ -424,7 +431,10 @@ mod tests {
     #[test]
     fn exposed_ports_become_random_publications() {
         let s = exposed_to_spec("53/udp").unwrap();
-        assert_eq!((s.container_port, s.protocol, s.host_port_start), (53, Protocol::Udp, 0));
+        assert_eq!(
+            (s.container_port, s.protocol, s.host_port_start),
+            (53, Protocol::Udp, 0)
+        );
         assert!(exposed_to_spec("x/tcp").is_err());
     }
 

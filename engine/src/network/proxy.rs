@@ -70,7 +70,8 @@ impl ProxyProcess {
             }
             nix::unistd::ForkResult::Parent { child } => {
                 let pidfd = rustix::process::pidfd_open(
-                    rustix::process::Pid::from_raw(child.as_raw()).expect("a child pid is positive"),
+                    rustix::process::Pid::from_raw(child.as_raw())
+                        .expect("a child pid is positive"),
                     rustix::process::PidfdFlags::empty(),
                 )?;
                 tracing::debug!(pid = child.as_raw(), "port proxy started");
@@ -94,7 +95,11 @@ impl ProxyProcess {
 /// proxy must not hold the terminal or the pipe of the command that started
 /// the container).
 fn close_other_fds(keep: &[RawFd]) {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         let _ = nix::unistd::dup2_stdin(&null);
         let _ = nix::unistd::dup2_stdout(&null);
         let _ = nix::unistd::dup2_stderr(&null);
@@ -126,7 +131,9 @@ struct Direction {
 
 impl Direction {
     fn new() -> io::Result<Direction> {
-        let (pipe_r, pipe_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)?;
+        let (pipe_r, pipe_w) = rustix::pipe::pipe_with(
+            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+        )?;
         let _ = rustix::pipe::fcntl_setpipe_size(&pipe_w, CHUNK);
         Ok(Direction {
             pipe_r,
@@ -276,9 +283,7 @@ pub fn serve(targets: Vec<ProxyTarget>, stop: Option<BorrowedFd<'_>>) -> io::Res
                 Slot::Stop => return Ok(()),
                 Slot::Listener(i) => match targets[i].protocol {
                     Protocol::Tcp => accept_client(&targets[i], &mut conns),
-                    Protocol::Udp => {
-                        forward_datagram(i, &targets[i], &mut flows, &mut flow_of)
-                    }
+                    Protocol::Udp => forward_datagram(i, &targets[i], &mut flows, &mut flow_of),
                 },
                 Slot::Conn(i) => {
                     let broken = match conns[i].as_mut() {
@@ -381,14 +386,15 @@ fn forward_datagram(
 ) {
     let mut buf = vec![0u8; 65536];
     loop {
-        let (n, from) = match rustix::net::recvfrom(&target.socket, &mut buf[..], RecvFlags::DONTWAIT) {
-            Ok((_, n, Some(from))) => match SocketAddr::try_from(from) {
-                Ok(addr) => (n, addr),
-                Err(_) => continue,
-            },
-            Ok(_) => continue,
-            Err(_) => return,
-        };
+        let (n, from) =
+            match rustix::net::recvfrom(&target.socket, &mut buf[..], RecvFlags::DONTWAIT) {
+                Ok((_, n, Some(from))) => match SocketAddr::try_from(from) {
+                    Ok(addr) => (n, addr),
+                    Err(_) => continue,
+                },
+                Ok(_) => continue,
+                Err(_) => return,
+            };
         let slot = match flow_of.get(&(index, from)) {
             Some(&slot) => slot,
             None => {
@@ -562,7 +568,9 @@ mod tests {
             target: dead_addr,
         }]);
         let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let mut buf = [0u8; 8];
         let n = client.read(&mut buf).unwrap_or(0);
         assert_eq!(n, 0, "the client sees the connection end");

@@ -137,6 +137,19 @@ impl NetworkStore {
         let gateway = subnet.first_host().ok_or_else(|| {
             NetworkError::Invalid(format!("subnet {subnet} is too small for a bridge network"))
         })?;
+        // A bridge that exists before this root ever used it belongs to
+        // another berth root (or another program): sharing it would hand out
+        // the same addresses twice.
+        let bridge = &self.options.bridge;
+        if super::netlink::Netlink::open()?
+            .link_index(bridge)?
+            .is_some()
+        {
+            return Err(NetworkError::Invalid(format!(
+                "the bridge {bridge} already exists, made by another berth root or another program: \
+                 give this root a bridge and subnet of its own with BERTH_BRIDGE and BERTH_SUBNET"
+            )));
+        }
         let record = NetworkRecord {
             id: new_id(),
             name: DEFAULT_NETWORK.to_string(),
@@ -177,7 +190,10 @@ impl NetworkStore {
     /// A network by name, full id or unique id prefix; None if none matches.
     pub fn try_find(&self, reference: &str) -> Result<Option<NetworkRecord>, NetworkError> {
         let all = self.list()?;
-        if let Some(found) = all.iter().find(|n| n.name == reference || n.id == reference) {
+        if let Some(found) = all
+            .iter()
+            .find(|n| n.name == reference || n.id == reference)
+        {
             return Ok(Some(found.clone()));
         }
         let is_hex = !reference.is_empty() && reference.chars().all(|c| c.is_ascii_hexdigit());
@@ -275,7 +291,10 @@ pub fn validate_name(name: &str) -> Result<(), NetworkError> {
     let valid_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    let starts_well = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let starts_well = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     if name.is_empty() || !valid_chars || !starts_well || name.len() > 64 {
         return Err(NetworkError::Invalid(format!(
             "invalid network name {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
@@ -336,7 +355,11 @@ mod tests {
         let store = store(dir.path());
         let first = store.find("bridge").unwrap();
         assert_eq!(
-            (first.bridge.as_str(), first.subnet.to_string(), first.gateway.to_string()),
+            (
+                first.bridge.as_str(),
+                first.subnet.to_string(),
+                first.gateway.to_string()
+            ),
             ("bt-test0", "10.201.0.0/24".into(), "10.201.0.1".into())
         );
         assert!(!first.name_resolution);
@@ -348,18 +371,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
         let routes = vec!["10.202.0.0/24".parse().unwrap()];
-        let a = store.create("front", None, BTreeMap::new(), &routes).unwrap();
-        assert_eq!(a.subnet.to_string(), "10.202.1.0/24", "skips the routed /24");
+        let a = store
+            .create("front", None, BTreeMap::new(), &routes)
+            .unwrap();
+        assert_eq!(
+            a.subnet.to_string(),
+            "10.202.1.0/24",
+            "skips the routed /24"
+        );
         assert_eq!(a.bridge, format!("br-{}", &a.id[..12]));
         assert!(a.name_resolution);
-        let b = store.create("back", None, BTreeMap::new(), &routes).unwrap();
+        let b = store
+            .create("back", None, BTreeMap::new(), &routes)
+            .unwrap();
         assert_eq!(b.subnet.to_string(), "10.202.2.0/24");
         assert!(matches!(
             store.create("front", None, BTreeMap::new(), &routes),
             Err(NetworkError::Exists(_))
         ));
         let err = store
-            .create("clash", Some("10.202.1.128/25".parse().unwrap()), BTreeMap::new(), &routes)
+            .create(
+                "clash",
+                Some("10.202.1.128/25".parse().unwrap()),
+                BTreeMap::new(),
+                &routes,
+            )
             .unwrap_err();
         assert!(err.to_string().contains("overlaps 10.202.1.0/24"), "{err}");
         assert_eq!(store.find(&a.id[..8]).unwrap().name, "front");

@@ -102,12 +102,12 @@ impl FromStr for Subnet {
         let (addr, prefix) = text.split_once('/').ok_or_else(|| {
             format!("invalid subnet {text:?}: use CIDR notation like 10.89.0.0/16")
         })?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| {
-            format!("invalid subnet {text:?}: {addr:?} is not an IPv4 address")
-        })?;
-        let prefix: u8 = prefix.parse().map_err(|_| {
-            format!("invalid subnet {text:?}: {prefix:?} is not a prefix length")
-        })?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("invalid subnet {text:?}: {addr:?} is not an IPv4 address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .map_err(|_| format!("invalid subnet {text:?}: {prefix:?} is not a prefix length"))?;
         Subnet::new(addr, prefix).map_err(|e| format!("invalid subnet {text:?}: {e}"))
     }
 }

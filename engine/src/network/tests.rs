@@ -76,7 +76,13 @@ impl Lab {
         dir
     }
 
-    fn attach(&self, id: &str, name: &str, mode: NetworkMode, publish: &[&str]) -> Result<Attachment, NetworkError> {
+    fn attach(
+        &self,
+        id: &str,
+        name: &str,
+        mode: NetworkMode,
+        publish: &[&str],
+    ) -> Result<Attachment, NetworkError> {
         let dir = self.container_dir(id);
         let ports = publish
             .iter()
@@ -107,10 +113,17 @@ impl Lab {
     /// Everything a detached container may not leave behind.
     fn assert_nothing_left_of(&self, id: &str) {
         let mut nl = Netlink::open().unwrap();
-        assert_eq!(nl.link_index(&endpoint::host_veth_name(id)).unwrap(), None, "veth left");
+        assert_eq!(
+            nl.link_index(&endpoint::host_veth_name(id)).unwrap(),
+            None,
+            "veth left"
+        );
         for network in self.store().list().unwrap() {
             let held = self.store().ipam(&network).endpoints().unwrap();
-            assert!(held.iter().all(|(_, h)| h.container_id != id), "address left: {held:?}");
+            assert!(
+                held.iter().all(|(_, h)| h.container_id != id),
+                "address left: {held:?}"
+            );
         }
     }
 
@@ -170,15 +183,27 @@ fn a_container_on_the_bridge_is_reachable_directly_and_through_published_ports()
         let lab = Lab::new("10.77.1.0/24");
         let c = id(1);
         let att = lab
-            .attach(&c, "web", NetworkMode::Bridge("bridge".into()), &["8080:80", "127.0.0.1:8081:80"])
+            .attach(
+                &c,
+                "web",
+                NetworkMode::Bridge("bridge".into()),
+                &["8080:80", "127.0.0.1:8081:80"],
+            )
             .unwrap();
         let endpoint = att.settings.endpoint.clone().unwrap();
         assert_eq!(endpoint.ip, "10.77.1.2".parse::<Ipv4Addr>().unwrap());
         assert_eq!(endpoint.gateway, "10.77.1.1".parse::<Ipv4Addr>().unwrap());
-        assert_eq!(bridge::read_sysctl("net/ipv4/conf/bt-world0/route_localnet").unwrap(), "1");
+        assert_eq!(
+            bridge::read_sysctl("net/ipv4/conf/bt-world0/route_localnet").unwrap(),
+            "1"
+        );
         for other in ["all", "default", "lo"] {
             let key = format!("net/ipv4/conf/{other}/route_localnet");
-            assert_eq!(bridge::read_sysctl(&key).unwrap(), "0", "never host-wide: {key}");
+            assert_eq!(
+                bridge::read_sysctl(&key).unwrap(),
+                "0",
+                "never host-wide: {key}"
+            );
         }
 
         let netns = netns_of(&att);
@@ -189,16 +214,26 @@ fn a_container_on_the_bridge_is_reachable_directly_and_through_published_ports()
         // Published on every address: 127.0.0.1 is DNATed (route_localnet on
         // the bridge) and masqueraded to the gateway address.
         let via_loopback = fetch("127.0.0.1:8080".parse().unwrap());
-        assert!(via_loopback.starts_with("hello 10.77.1.1:"), "{via_loopback}");
+        assert!(
+            via_loopback.starts_with("hello 10.77.1.1:"),
+            "{via_loopback}"
+        );
         // Published on 127.0.0.1 only.
         let via_specific = fetch("127.0.0.1:8081".parse().unwrap());
-        assert!(via_specific.starts_with("hello 10.77.1.1:"), "{via_specific}");
+        assert!(
+            via_specific.starts_with("hello 10.77.1.1:"),
+            "{via_specific}"
+        );
         server.join().unwrap();
 
         // The container's /etc files.
         let hosts = std::fs::read_to_string(lab.roots.containers().join(&c).join("hosts")).unwrap();
-        assert!(hosts.contains(&format!("10.77.1.2\t{}\n", &c[..12])), "{hosts}");
-        let resolv = std::fs::read_to_string(lab.roots.containers().join(&c).join("resolv.conf")).unwrap();
+        assert!(
+            hosts.contains(&format!("10.77.1.2\t{}\n", &c[..12])),
+            "{hosts}"
+        );
+        let resolv =
+            std::fs::read_to_string(lab.roots.containers().join(&c).join("resolv.conf")).unwrap();
         assert!(!resolv.contains("nameserver 127."), "{resolv}");
 
         let published = lab.firewall().port_elements().unwrap();
@@ -207,7 +242,8 @@ fn a_container_on_the_bridge_is_reachable_directly_and_through_published_ports()
         lab.assert_nothing_left_of(&c);
         assert!(lab.firewall().port_elements().unwrap().is_empty());
         assert!(
-            TcpStream::connect_timeout(&"127.0.0.1:8080".parse().unwrap(), Duration::from_secs(2)).is_err(),
+            TcpStream::connect_timeout(&"127.0.0.1:8080".parse().unwrap(), Duration::from_secs(2))
+                .is_err(),
             "the port is no longer published"
         );
         lab.teardown();
@@ -226,14 +262,24 @@ fn outbound_traffic_is_masqueraded_when_forwarding_is_on() {
             nl.create_bridge("bt-up").unwrap();
             nl.link_index("bt-up").unwrap().unwrap()
         };
-        nl.create_veth("bt-up0", bridge_like, "eth0", [2, 0, 0, 0, 0, 9], outside.fd()).unwrap();
-        nl.add_address(bridge_like, "10.78.0.1".parse().unwrap(), 24).unwrap();
+        nl.create_veth(
+            "bt-up0",
+            bridge_like,
+            "eth0",
+            [2, 0, 0, 0, 0, 9],
+            outside.fd(),
+        )
+        .unwrap();
+        nl.add_address(bridge_like, "10.78.0.1".parse().unwrap(), 24)
+            .unwrap();
         nl.set_up(bridge_like).unwrap();
         outside
             .enter(|| {
                 let mut inside = Netlink::open().unwrap();
                 let eth0 = inside.link_index("eth0").unwrap().unwrap();
-                inside.add_address(eth0, "10.78.0.2".parse().unwrap(), 24).unwrap();
+                inside
+                    .add_address(eth0, "10.78.0.2".parse().unwrap(), 24)
+                    .unwrap();
                 inside.set_up(eth0).unwrap();
                 inside.set_up(1).unwrap();
             })
@@ -241,12 +287,17 @@ fn outbound_traffic_is_masqueraded_when_forwarding_is_on() {
         let server = serve_tcp(&outside, 9000, 1);
 
         let c = id(2);
-        let att = lab.attach(&c, "client", NetworkMode::Bridge("bridge".into()), &[]).unwrap();
+        let att = lab
+            .attach(&c, "client", NetworkMode::Bridge("bridge".into()), &[])
+            .unwrap();
         assert_eq!(bridge::read_sysctl("net/ipv4/ip_forward").unwrap(), "1");
         let answer = netns_of(&att)
             .enter(|| fetch("10.78.0.2:9000".parse().unwrap()))
             .unwrap();
-        assert!(answer.starts_with("hello 10.78.0.1:"), "masqueraded to the world's address: {answer}");
+        assert!(
+            answer.starts_with("hello 10.78.0.1:"),
+            "masqueraded to the world's address: {answer}"
+        );
         server.join().unwrap();
 
         att.detach();
@@ -261,16 +312,38 @@ fn a_port_in_use_is_a_clear_error_and_the_failed_attach_leaves_nothing() {
     in_world(|| {
         let lab = Lab::new("10.77.3.0/24");
         let (a, b) = (id(3), id(4));
-        let first = lab.attach(&a, "first", NetworkMode::Bridge("bridge".into()), &["9090:80"]).unwrap();
+        let first = lab
+            .attach(
+                &a,
+                "first",
+                NetworkMode::Bridge("bridge".into()),
+                &["9090:80"],
+            )
+            .unwrap();
         let err = lab
-            .attach(&b, "second", NetworkMode::Bridge("bridge".into()), &["9091:81", "9090:80"])
+            .attach(
+                &b,
+                "second",
+                NetworkMode::Bridge("bridge".into()),
+                &["9091:81", "9090:80"],
+            )
             .unwrap_err();
-        assert_eq!(err.to_string(), "Bind for 0.0.0.0:9090 failed: port is already allocated");
+        assert_eq!(
+            err.to_string(),
+            "Bind for 0.0.0.0:9090 failed: port is already allocated"
+        );
         lab.assert_nothing_left_of(&b);
         let elements = lab.firewall().port_elements().unwrap();
-        assert_eq!(elements.len(), 1, "only the first container's port: {elements:?}");
+        assert_eq!(
+            elements.len(),
+            1,
+            "only the first container's port: {elements:?}"
+        );
         let mut nl = Netlink::open().unwrap();
-        assert!(nl.link_index(&endpoint::host_veth_name(&a)).unwrap().is_some());
+        assert!(nl
+            .link_index(&endpoint::host_veth_name(&a))
+            .unwrap()
+            .is_some());
         first.detach();
         lab.assert_nothing_left_of(&a);
         lab.teardown();
@@ -282,7 +355,14 @@ fn udp_is_published_too() {
     in_world(|| {
         let lab = Lab::new("10.77.4.0/24");
         let c = id(5);
-        let att = lab.attach(&c, "dns", NetworkMode::Bridge("bridge".into()), &["5353:53/udp"]).unwrap();
+        let att = lab
+            .attach(
+                &c,
+                "dns",
+                NetworkMode::Bridge("bridge".into()),
+                &["5353:53/udp"],
+            )
+            .unwrap();
         let socket = netns_of(&att)
             .enter(|| UdpSocket::bind("0.0.0.0:53"))
             .unwrap()
@@ -293,7 +373,9 @@ fn udp_is_published_too() {
             socket.send_to(&buf[..n], from).unwrap();
         });
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         client.send_to(b"ping", "127.0.0.1:5353").unwrap();
         let mut buf = [0u8; 64];
         let n = client.recv(&mut buf).unwrap();
@@ -310,34 +392,63 @@ fn containers_on_a_user_network_find_each_other_by_name() {
     in_world(|| {
         let lab = Lab::new("10.77.5.0/24");
         let mut nl = Netlink::open().unwrap();
-        let routes: Vec<_> = nl.routes_v4().unwrap().into_iter().map(|r| r.destination).collect();
+        let routes: Vec<_> = nl
+            .routes_v4()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.destination)
+            .collect();
         let network = lab
             .store()
-            .create("backend", Some("10.77.6.0/24".parse().unwrap()), Default::default(), &routes)
+            .create(
+                "backend",
+                Some("10.77.6.0/24".parse().unwrap()),
+                Default::default(),
+                &routes,
+            )
             .unwrap();
         let (a, b) = (id(6), id(7));
-        let att_a = lab.attach(&a, "db", NetworkMode::Bridge("backend".into()), &[]).unwrap();
-        let att_b = lab.attach(&b, "app", NetworkMode::Bridge("backend".into()), &[]).unwrap();
-        let hosts_a = std::fs::read_to_string(lab.roots.containers().join(&a).join("hosts")).unwrap();
-        assert!(hosts_a.contains("10.77.6.3\t"), "the later peer was added to the earlier one: {hosts_a}");
+        let att_a = lab
+            .attach(&a, "db", NetworkMode::Bridge("backend".into()), &[])
+            .unwrap();
+        let att_b = lab
+            .attach(&b, "app", NetworkMode::Bridge("backend".into()), &[])
+            .unwrap();
+        let hosts_a =
+            std::fs::read_to_string(lab.roots.containers().join(&a).join("hosts")).unwrap();
+        assert!(
+            hosts_a.contains("10.77.6.3\t"),
+            "the later peer was added to the earlier one: {hosts_a}"
+        );
         assert!(hosts_a.contains(" app app-alias\n"), "{hosts_a}");
-        let hosts_b = std::fs::read_to_string(lab.roots.containers().join(&b).join("hosts")).unwrap();
+        let hosts_b =
+            std::fs::read_to_string(lab.roots.containers().join(&b).join("hosts")).unwrap();
         assert!(hosts_b.contains("10.77.6.2\t"), "{hosts_b}");
         assert!(hosts_b.contains(" db db-alias\n"), "{hosts_b}");
         // And really reach each other over the network's bridge.
         let server = serve_tcp(&netns_of(&att_a), 5432, 1);
-        let answer = netns_of(&att_b).enter(|| fetch("10.77.6.2:5432".parse().unwrap())).unwrap();
+        let answer = netns_of(&att_b)
+            .enter(|| fetch("10.77.6.2:5432".parse().unwrap()))
+            .unwrap();
         assert!(answer.starts_with("hello 10.77.6.3:"), "{answer}");
         server.join().unwrap();
 
         att_b.detach();
-        let hosts_a = std::fs::read_to_string(lab.roots.containers().join(&a).join("hosts")).unwrap();
-        assert!(!hosts_a.contains("10.77.6.3"), "a departed peer is removed: {hosts_a}");
+        let hosts_a =
+            std::fs::read_to_string(lab.roots.containers().join(&a).join("hosts")).unwrap();
+        assert!(
+            !hosts_a.contains("10.77.6.3"),
+            "a departed peer is removed: {hosts_a}"
+        );
         lab.assert_nothing_left_of(&b);
         att_a.detach();
         lab.assert_nothing_left_of(&a);
         let bridge_index = nl.link_index(&network.bridge).unwrap().unwrap();
-        assert_eq!(nl.ports_of(bridge_index).unwrap(), Vec::<String>::new(), "no veth on the bridge");
+        assert_eq!(
+            nl.ports_of(bridge_index).unwrap(),
+            Vec::<String>::new(),
+            "no veth on the bridge"
+        );
         lab.teardown();
     });
 }
@@ -350,7 +461,9 @@ fn network_none_has_only_a_working_loopback() {
         let att = lab.attach(&c, "alone", NetworkMode::None, &[]).unwrap();
         let netns = netns_of(&att);
         let server = serve_tcp(&netns, 7000, 1);
-        let answer = netns.enter(|| fetch("127.0.0.1:7000".parse().unwrap())).unwrap();
+        let answer = netns
+            .enter(|| fetch("127.0.0.1:7000".parse().unwrap()))
+            .unwrap();
         assert!(answer.starts_with("hello 127.0.0.1:"), "{answer}");
         server.join().unwrap();
         let links = netns
@@ -361,7 +474,10 @@ fn network_none_has_only_a_working_loopback() {
             .unwrap();
         assert_eq!(links, (Some(1), None));
         att.detach();
-        assert!(!lab.firewall().exists().unwrap(), "no table for a container without a network");
+        assert!(
+            !lab.firewall().exists().unwrap(),
+            "no table for a container without a network"
+        );
     });
 }
 
@@ -370,7 +486,14 @@ fn cleanup_after_a_crash_removes_what_the_kernel_keeps() {
     in_world(|| {
         let lab = Lab::new("10.77.8.0/24");
         let c = id(9);
-        let att = lab.attach(&c, "crashy", NetworkMode::Bridge("bridge".into()), &["7070:70"]).unwrap();
+        let att = lab
+            .attach(
+                &c,
+                "crashy",
+                NetworkMode::Bridge("bridge".into()),
+                &["7070:70"],
+            )
+            .unwrap();
         let settings = att.settings.clone();
         // The monitor "dies": its fds close (namespace, reserved ports), but
         // nothing is detached.
@@ -391,13 +514,22 @@ fn a_subnet_the_host_routes_elsewhere_is_refused() {
         let mut nl = Netlink::open().unwrap();
         nl.create_bridge("bt-other").unwrap();
         let other = nl.link_index("bt-other").unwrap().unwrap();
-        nl.add_address(other, "10.77.9.1".parse().unwrap(), 25).unwrap();
+        nl.add_address(other, "10.77.9.1".parse().unwrap(), 25)
+            .unwrap();
         nl.set_up(other).unwrap();
         let err = lab
             .attach(&id(10), "x", NetworkMode::Bridge("bridge".into()), &[])
             .unwrap_err();
-        assert!(err.to_string().contains("overlaps the host's route to 10.77.9.0/25"), "{err}");
-        assert_eq!(nl.link_index("bt-world0").unwrap(), None, "no half-made bridge");
+        assert!(
+            err.to_string()
+                .contains("overlaps the host's route to 10.77.9.0/25"),
+            "{err}"
+        );
+        assert_eq!(
+            nl.link_index("bt-world0").unwrap(),
+            None,
+            "no half-made bridge"
+        );
         nl.delete_link("bt-other").unwrap();
     });
 }
@@ -407,16 +539,33 @@ fn a_stale_element_of_a_crashed_container_is_replaced_not_reused() {
     in_world(|| {
         let lab = Lab::new("10.77.10.0/24");
         let (a, b) = (id(11), id(12));
-        let crashed = lab.attach(&a, "old", NetworkMode::Bridge("bridge".into()), &["6060:60"]).unwrap();
+        let crashed = lab
+            .attach(
+                &a,
+                "old",
+                NetworkMode::Bridge("bridge".into()),
+                &["6060:60"],
+            )
+            .unwrap();
         let stale = crashed.settings.clone();
         crashed.abandon_keeping_rules();
         // The port is free again (the dead monitor's socket closed); a new
         // container publishes it before anyone cleaned up after the crash.
-        let fresh = lab.attach(&b, "new", NetworkMode::Bridge("bridge".into()), &["6060:60"]).unwrap();
+        let fresh = lab
+            .attach(
+                &b,
+                "new",
+                NetworkMode::Bridge("bridge".into()),
+                &["6060:60"],
+            )
+            .unwrap();
         let new_ip = fresh.settings.endpoint.as_ref().unwrap().ip.to_string();
         let elements = lab.firewall().port_elements().unwrap();
         assert_eq!(elements.len(), 1, "{elements:?}");
-        assert!(elements[0].2.to_string().contains(&new_ip), "points at the new container: {elements:?}");
+        assert!(
+            elements[0].2.to_string().contains(&new_ip),
+            "points at the new container: {elements:?}"
+        );
         // The late cleanup of the crashed container leaves the new element alone.
         endpoint::cleanup_after_crash(&lab.roots, &lab.options, &a, &stale);
         assert_eq!(lab.firewall().port_elements().unwrap().len(), 1);
@@ -425,5 +574,22 @@ fn a_stale_element_of_a_crashed_container_is_replaced_not_reused() {
         lab.assert_nothing_left_of(&b);
         assert!(lab.firewall().port_elements().unwrap().is_empty());
         lab.teardown();
+    });
+}
+
+#[test]
+fn a_bridge_made_by_someone_else_is_not_shared() {
+    in_world(|| {
+        let lab = Lab::new("10.77.11.0/24");
+        let mut nl = Netlink::open().unwrap();
+        nl.create_bridge("bt-world0").unwrap();
+        let err = lab.store().default_network().unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert!(
+            err.to_string().contains("BERTH_BRIDGE"),
+            "says what to do: {err}"
+        );
+        nl.delete_link("bt-world0").unwrap();
+        lab.store().default_network().unwrap();
     });
 }

@@ -93,15 +93,40 @@ pub fn normalize_all(names: &[String]) -> Result<Vec<String>, SecurityError> {
     Ok(out)
 }
 
-/// Every capability the running kernel knows (numbers up to
-/// /proc/sys/kernel/cap_last_cap), in number order.
+/// Every capability berth can grant: known to the running kernel (numbers
+/// up to /proc/sys/kernel/cap_last_cap) and in berth's own bounding set (a
+/// process cannot give what it does not hold — root in a container, or on
+/// a host that dropped CAP_SYS_RESOURCE, holds less than everything). In
+/// number order; this is what `ALL` and `--privileged` mean.
 pub fn kernel_capabilities() -> Vec<String> {
     let last = berth_runtime::capabilities::last_cap();
+    let held = bounding_set();
     ALL_CAPABILITIES
         .iter()
-        .filter(|(_, number)| *number <= last)
+        .filter(|(_, number)| *number <= last && held & (1u64 << number) != 0)
         .map(|(name, _)| name.to_string())
         .collect()
+}
+
+/// Whether berth holds `name` (a normalized `CAP_...`) in its bounding set.
+pub fn is_held(name: &str) -> bool {
+    ALL_CAPABILITIES
+        .iter()
+        .find(|(known, _)| *known == name)
+        .is_some_and(|(_, number)| bounding_set() & (1u64 << number) != 0)
+}
+
+/// The `CapBnd:` mask of /proc/self/status (all ones if unreadable).
+fn bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
 }
 
 /// docker's capability arithmetic (see the module docs). `adds` and `drops`
@@ -144,7 +169,10 @@ mod tests {
     use crate::container::spec::DEFAULT_CAPABILITIES;
 
     fn everything() -> Vec<String> {
-        ALL_CAPABILITIES.iter().map(|(n, _)| n.to_string()).collect()
+        ALL_CAPABILITIES
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect()
     }
 
     fn s(list: &[&str]) -> Vec<String> {
@@ -212,9 +240,19 @@ mod tests {
     }
 
     #[test]
-    fn the_kernel_list_is_never_empty_and_starts_with_chown() {
+    fn the_grantable_list_is_what_the_kernel_knows_and_we_hold() {
         let caps = kernel_capabilities();
         assert_eq!(caps[0], "CAP_CHOWN");
-        assert!(caps.len() >= 38, "a 6.x kernel knows at least 38: {caps:?}");
+        assert!(caps.len() >= 30, "{caps:?}");
+        for cap in &caps {
+            assert!(is_held(cap), "{cap}");
+        }
+        let held_by_status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let mask = held_by_status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapBnd:"))
+            .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+            .unwrap();
+        assert_eq!(caps.len() as u32, mask.count_ones());
     }
 }

@@ -93,9 +93,9 @@ impl Node {
 /// The node at `host`, to appear at `container`. A directory gives every
 /// device below it (docker does the same), at the same relative paths.
 pub fn host_nodes(host: &Path, container: &Path) -> Result<Vec<Node>, SecurityError> {
-    let meta = std::fs::metadata(host).map_err(|source| SecurityError::DeviceLookup {
+    let meta = std::fs::metadata(host).map_err(|error| SecurityError::DeviceLookup {
         path: host.to_path_buf(),
-        source,
+        error,
     })?;
     if meta.is_dir() {
         let mut nodes = Vec::new();
@@ -188,13 +188,23 @@ mod tests {
     fn device_flags_parse_as_docker_does() {
         let d = parse_device("/dev/fuse").unwrap();
         assert_eq!(
-            (d.path_on_host.as_str(), d.path_in_container.as_str(), d.cgroup_permissions.as_str()),
+            (
+                d.path_on_host.as_str(),
+                d.path_in_container.as_str(),
+                d.cgroup_permissions.as_str()
+            ),
             ("/dev/fuse", "/dev/fuse", "rwm")
         );
         let d = parse_device("/dev/sda:/dev/xvda:r").unwrap();
-        assert_eq!((d.path_in_container.as_str(), d.cgroup_permissions.as_str()), ("/dev/xvda", "r"));
+        assert_eq!(
+            (d.path_in_container.as_str(), d.cgroup_permissions.as_str()),
+            ("/dev/xvda", "r")
+        );
         let d = parse_device("/dev/kvm:rw").unwrap();
-        assert_eq!((d.path_in_container.as_str(), d.cgroup_permissions.as_str()), ("/dev/kvm", "rw"));
+        assert_eq!(
+            (d.path_in_container.as_str(), d.cgroup_permissions.as_str()),
+            ("/dev/kvm", "rw")
+        );
         assert!(parse_device("dev/null").is_err());
         assert!(parse_device("/dev/null:dev/x").is_err());
         assert!(parse_device("/dev/null:/dev/x:rwx").is_err());

@@ -52,7 +52,9 @@ pub const REEXEC_MARKER: &str = "_BERTH_PROTECTED_EXE";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
-    #[error("protecting the berth binary from writes by containers (CVE-2019-5736): {step}: {errno}")]
+    #[error(
+        "protecting the berth binary from writes by containers (CVE-2019-5736): {step}: {errno}"
+    )]
     Sys {
         step: &'static str,
         errno: nix::errno::Errno,
@@ -74,9 +76,7 @@ pub fn is_protected() -> Result<bool, SealError> {
     )
     .map_err(|e| sys("open /proc/self/exe")(nix::errno::Errno::from_raw(e.raw_os_error())))?;
     let stat = nix::sys::statvfs::fstatvfs(&exe).map_err(sys("fstatvfs /proc/self/exe"))?;
-    Ok(stat
-        .flags()
-        .contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+    Ok(stat.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
 
 /// Make sure the running berth executes from a read-only view of its binary:
@@ -86,6 +86,9 @@ pub fn is_protected() -> Result<bool, SealError> {
 /// Call it first thing in `main`, while the process has one thread.
 pub fn reexec_protected() -> Result<(), SealError> {
     if is_protected()? {
+        if std::env::var_os(REEXEC_MARKER).is_some() {
+            restore_command_name();
+        }
         return Ok(());
     }
     if std::env::var_os(REEXEC_MARKER).is_some() {
@@ -124,6 +127,24 @@ pub fn reexec_protected() -> Result<(), SealError> {
     )
     .unwrap_err();
     Err(sys("execveat the read-only view")(err))
+}
+
+/// A process started by `execveat(fd, "", AT_EMPTY_PATH)` is named after
+/// the fd number ("3") in /proc/PID/comm, which `ps`, `top` and `pgrep`
+/// show: give it its program's name back (`prctl(PR_SET_NAME)`).
+fn restore_command_name() {
+    let Some(arg0) = std::env::args_os().next() else {
+        return;
+    };
+    let name = Path::new(&arg0)
+        .file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_default();
+    let mut name: Vec<u8> = name.into_iter().take(15).collect();
+    name.push(0);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes
+    // from a pointer valid for the call.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }
 
 fn c_string(text: OsString) -> CString {
@@ -199,13 +220,7 @@ fn helper(exe: &Path, socket: RawFd) -> Result<(), nix::errno::Errno> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )?;
-    mount(
-        Some(exe),
-        exe,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )?;
+    mount(Some(exe), exe, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
     mount(
         None::<&str>,
         exe,
@@ -220,7 +235,13 @@ fn helper(exe: &Path, socket: RawFd) -> Result<(), nix::errno::Errno> {
     )?;
     let fds = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<()>(socket, &[IoSlice::new(b"x")], &cmsg, MsgFlags::empty(), None)?;
+    sendmsg::<()>(
+        socket,
+        &[IoSlice::new(b"x")],
+        &cmsg,
+        MsgFlags::empty(),
+        None,
+    )?;
     Ok(())
 }
 
@@ -278,7 +299,10 @@ mod tests {
         let stat = nix::sys::statvfs::fstatvfs(&fd).unwrap();
         assert!(stat.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
         // Same file: the host path is still writable by the host.
-        std::fs::OpenOptions::new().append(true).open(&copy).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&copy)
+            .unwrap();
         let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert_eq!(mounts_before, mounts_after, "no mount reached the host");
     }

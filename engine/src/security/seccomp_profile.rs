@@ -177,7 +177,11 @@ pub fn parse(text: &str) -> Result<Profile, String> {
     if !profile.architectures.is_empty() && !profile.arch_map.is_empty() {
         return Err("use either architectures or archMap, not both".into());
     }
-    if profile.listener_path.as_deref().is_some_and(|p| !p.is_empty()) {
+    if profile
+        .listener_path
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
         return Err(
             "listenerPath (a seccomp notify agent) is not supported by berth; remove it".into(),
         );
@@ -185,9 +189,7 @@ pub fn parse(text: &str) -> Result<Profile, String> {
     for (i, rule) in profile.syscalls.iter().enumerate() {
         match (&rule.name, rule.names.is_empty()) {
             (Some(_), false) => {
-                return Err(format!(
-                    "syscalls[{i}]: use either name or names, not both"
-                ))
+                return Err(format!("syscalls[{i}]: use either name or names, not both"))
             }
             (None, true) => return Err(format!("syscalls[{i}]: names is empty")),
             _ => {}
@@ -211,7 +213,9 @@ pub fn to_oci(profile: &Profile, target: &Target) -> Value {
             .arch_map
             .iter()
             .filter(|m| m.architecture == native)
-            .flat_map(|m| std::iter::once(m.architecture.clone()).chain(m.sub_architectures.clone()))
+            .flat_map(|m| {
+                std::iter::once(m.architecture.clone()).chain(m.sub_architectures.clone())
+            })
             .collect()
     } else {
         profile.architectures.clone()
@@ -335,7 +339,10 @@ mod tests {
         let n = names(&plain);
         assert!(n.contains(&"getpid".to_string()), "old-style name kept");
         assert!(!n.contains(&"mount".to_string()), "needs CAP_SYS_ADMIN");
-        assert!(n.contains(&"clone".to_string()), "masked clone without SYS_ADMIN");
+        assert!(
+            n.contains(&"clone".to_string()),
+            "masked clone without SYS_ADMIN"
+        );
         assert!(n.contains(&"arch_prctl".to_string()));
         assert!(!n.contains(&"sync_file_range2".to_string()), "other arch");
         assert!(n.contains(&"ptrace".to_string()), "5.4 >= 4.8");
@@ -380,8 +387,8 @@ mod tests {
     #[test]
     fn bad_profiles_are_refused_with_the_reason() {
         assert!(parse("{").is_err());
-        let unknown_field = parse(r#"{"defaultAction": "SCMP_ACT_ALLOW", "sycalls": []}"#)
-            .unwrap_err();
+        let unknown_field =
+            parse(r#"{"defaultAction": "SCMP_ACT_ALLOW", "sycalls": []}"#).unwrap_err();
         assert!(unknown_field.contains("sycalls"), "{unknown_field}");
         let both = parse(
             r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "a", "names": ["b"], "action": "SCMP_ACT_ALLOW"}]}"#,
@@ -391,9 +398,10 @@ mod tests {
         let notify = parse(r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/x.sock"}"#)
             .unwrap_err();
         assert!(notify.contains("listenerPath"), "{notify}");
-        let bad_action =
-            parse(r#"{"defaultAction": "SCMP_ACT_MAYBE", "syscalls": []}"#).unwrap();
-        let err = check_compiles(&bad_action, &target(&[])).unwrap_err().to_string();
+        let bad_action = parse(r#"{"defaultAction": "SCMP_ACT_MAYBE", "syscalls": []}"#).unwrap();
+        let err = check_compiles(&bad_action, &target(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("SCMP_ACT_MAYBE"), "{err}");
         let bad_kernel = parse(
             r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["a"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "new"}}]}"#,

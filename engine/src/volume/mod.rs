@@ -317,7 +317,9 @@ impl VolumeStore {
     /// Bytes used by a volume's files (for `system df`-like output; 0 if unreadable).
     pub fn size(&self, name: &str) -> u64 {
         fn walk(dir: &Path) -> u64 {
-            let Ok(entries) = fs::read_dir(dir) else { return 0 };
+            let Ok(entries) = fs::read_dir(dir) else {
+                return 0;
+            };
             entries
                 .filter_map(Result::ok)
                 .map(|e| match e.file_type() {
@@ -409,12 +411,18 @@ mod tests {
         fs::write(store.mountpoint("data").join("f"), "kept").unwrap();
         let again = store.create(Some("data"), BTreeMap::new()).unwrap();
         assert_eq!(a.created, again.created);
-        assert_eq!(fs::read_to_string(store.mountpoint("data").join("f")).unwrap(), "kept");
+        assert_eq!(
+            fs::read_to_string(store.mountpoint("data").join("f")).unwrap(),
+            "kept"
+        );
         store.create(Some("b-vol"), BTreeMap::new()).unwrap();
         let names: Vec<String> = store.list().unwrap().into_iter().map(|v| v.name).collect();
         assert_eq!(names, vec!["b-vol", "data"]);
         assert!(matches!(store.get("nope"), Err(VolumeError::NotFound(_))));
-        assert!(matches!(store.create(Some("-bad"), BTreeMap::new()), Err(VolumeError::Invalid(_))));
+        assert!(matches!(
+            store.create(Some("-bad"), BTreeMap::new()),
+            Err(VolumeError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -425,8 +433,14 @@ mod tests {
         let id = "ab".repeat(32);
         fake_container(&roots, &id, &[mount]);
         let err = store.remove("data", false).unwrap_err();
-        assert_eq!(err.to_string(), "remove data: volume is in use - [abababababab]");
-        assert!(store.remove("data", true).is_err(), "force does not override in-use");
+        assert_eq!(
+            err.to_string(),
+            "remove data: volume is in use - [abababababab]"
+        );
+        assert!(
+            store.remove("data", true).is_err(),
+            "force does not override in-use"
+        );
         fs::remove_dir_all(roots.containers().join(&id)).unwrap();
         store.remove("data", false).unwrap();
         assert!(matches!(store.get("data"), Err(VolumeError::NotFound(_))));
@@ -442,7 +456,11 @@ mod tests {
             spec::parse_volume_flag("named:/data").unwrap(),
         ];
         store.provide(&mut mounts).unwrap();
-        assert_eq!(mounts[0].source.len(), 64, "an anonymous volume gets a random name");
+        assert_eq!(
+            mounts[0].source.len(),
+            64,
+            "an anonymous volume gets a random name"
+        );
         assert!(store.get(&mounts[0].source).unwrap().anonymous);
         assert!(!store.get("named").unwrap().anonymous);
         let id = "cd".repeat(32);
@@ -450,7 +468,10 @@ mod tests {
         assert!(store.prune(false).unwrap().is_empty(), "both in use");
         fs::remove_dir_all(roots.containers().join(&id)).unwrap();
         store.remove_anonymous(&mounts).unwrap();
-        assert!(store.get(&mounts[0].source).is_err(), "the anonymous one went");
+        assert!(
+            store.get(&mounts[0].source).is_err(),
+            "the anonymous one went"
+        );
         assert!(store.get("named").is_ok(), "the named one stays");
         let orphan = store.create_locked(None, BTreeMap::new(), true).unwrap();
         assert_eq!(store.prune(false).unwrap(), vec![orphan.name]);

@@ -108,7 +108,11 @@ fn bind_entry(mount: &MountSpec, staging: &Path) -> Result<Value, VolumeError> {
     }))
 }
 
-fn volume_entry(store: &VolumeStore, mount: &MountSpec, rootfs: &Path) -> Result<Value, VolumeError> {
+fn volume_entry(
+    store: &VolumeStore,
+    mount: &MountSpec,
+    rootfs: &Path,
+) -> Result<Value, VolumeError> {
     store.get(&mount.source)?;
     let data = store.mountpoint(&mount.source);
     if !mount.no_copy {
@@ -136,7 +140,10 @@ fn seed_once(data: &Path, rootfs: &Path, target: &str) -> Result<(), VolumeError
     }
     let copied = seed::seed_from_image(rootfs, target, data).map_err(|e| VolumeError::Io {
         path: PathBuf::from(target),
-        source: io::Error::new(e.kind(), format!("copying the image's content into the volume: {e}")),
+        source: io::Error::new(
+            e.kind(),
+            format!("copying the image's content into the volume: {e}"),
+        ),
     })?;
     tracing::debug!(target, copied, "volume seeded from the image");
     Ok(())
@@ -185,7 +192,12 @@ fn stage_read_only(source: &Path, staging: &Path) -> Result<PathBuf, VolumeError
         nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
         None::<&str>,
     )
-    .map_err(|e| err(&format!("bind {} (recursively)", source.display()), e.into()))?;
+    .map_err(|e| {
+        err(
+            &format!("bind {} (recursively)", source.display()),
+            e.into(),
+        )
+    })?;
     if let Err(e) = make_tree_read_only(staging) {
         let _ = nix::mount::umount2(staging, nix::mount::MntFlags::MNT_DETACH);
         return Err(err("mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)", e));
@@ -244,10 +256,23 @@ mod tests {
 
     /// Run `f` in a thread with a private mount namespace (the monitor's situation).
     fn in_mount_namespace<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-        assert!(rustix::process::geteuid().is_root(), "mount tests need root");
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "mount tests need root"
+        );
         std::thread::spawn(move || {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_FS).unwrap();
-            nix::mount::mount(None::<&str>, "/", None::<&str>, nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE, None::<&str>).unwrap();
+            nix::sched::unshare(
+                nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_FS,
+            )
+            .unwrap();
+            nix::mount::mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .unwrap();
             f()
         })
         .join()
@@ -261,7 +286,14 @@ mod tests {
             let host = dir.path().join("host");
             fs::create_dir_all(host.join("sub")).unwrap();
             // A filesystem mounted below the bound directory.
-            nix::mount::mount(Some("tmpfs"), &host.join("sub"), Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>).unwrap();
+            nix::mount::mount(
+                Some("tmpfs"),
+                &host.join("sub"),
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )
+            .unwrap();
             let roots = Roots::new(dir.path().join("root"), dir.path().join("state"));
             let store = VolumeStore::open(&roots).unwrap();
             let spec = parse_volume_flag(&format!("{}:/data:ro", host.display())).unwrap();
@@ -290,9 +322,13 @@ mod tests {
         prepare(&store, &[v], Path::new("/nonexistent"), dir.path()).unwrap();
         assert!(missing.is_dir(), "-v creates the host directory");
         let gone = dir.path().join("not-there");
-        let m = parse_mount_flag(&format!("type=bind,source={},target=/x", gone.display())).unwrap();
+        let m =
+            parse_mount_flag(&format!("type=bind,source={},target=/x", gone.display())).unwrap();
         let err = prepare(&store, &[m], Path::new("/nonexistent"), dir.path()).unwrap_err();
-        assert!(err.to_string().contains("bind source path does not exist"), "{err}");
+        assert!(
+            err.to_string().contains("bind source path does not exist"),
+            "{err}"
+        );
         assert!(!gone.exists(), "--mount creates nothing");
     }
 
@@ -311,11 +347,21 @@ mod tests {
         store.provide(&mut mounts).unwrap();
         let oci = prepare(&store, &mounts, &rootfs, dir.path()).unwrap();
         assert_eq!(oci[0]["destination"], "/srv/www", "the parent first");
-        assert_eq!(oci[1]["options"], json!(["nosuid", "nodev", "noexec", "size=1m"]));
+        assert_eq!(
+            oci[1]["options"],
+            json!(["nosuid", "nodev", "noexec", "size=1m"])
+        );
         let data = store.mountpoint("site");
-        assert_eq!(fs::read_to_string(data.join("index.html")).unwrap(), "from the image");
+        assert_eq!(
+            fs::read_to_string(data.join("index.html")).unwrap(),
+            "from the image"
+        );
         fs::write(data.join("index.html"), "changed by a container").unwrap();
         prepare(&store, &mounts, &rootfs, dir.path()).unwrap();
-        assert_eq!(fs::read_to_string(data.join("index.html")).unwrap(), "changed by a container", "seeded only when empty");
+        assert_eq!(
+            fs::read_to_string(data.join("index.html")).unwrap(),
+            "changed by a container",
+            "seeded only when empty"
+        );
     }
 }

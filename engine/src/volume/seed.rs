@@ -26,7 +26,11 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 /// empty directory `volume_dir`. Nothing to copy (the image has no such
 /// directory) is fine. Returns how many entries were copied.
 pub fn seed_from_image(rootfs: &Path, target: &str, volume_dir: &Path) -> io::Result<u64> {
-    let root = rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let root = rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let source = match beneath::open_beneath(
         root.as_fd(),
         Path::new(target),
@@ -42,7 +46,11 @@ pub fn seed_from_image(rootfs: &Path, target: &str, volume_dir: &Path) -> io::Re
         }
         Err(err) => return Err(err),
     };
-    let dest = rustix::fs::open(volume_dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let dest = rustix::fs::open(
+        volume_dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     // The volume's root takes the owner and mode of the image's directory
     // (a database image's data directory is owned by its user).
     let stat = rustix::fs::fstat(&source)?;
@@ -68,8 +76,8 @@ fn gid(raw: u32) -> rustix::fs::Gid {
 
 fn copy_dir(source: BorrowedFd<'_>, dest: BorrowedFd<'_>, count: &mut u64) -> io::Result<()> {
     // A Dir reads from its own duplicate, leaving `source` usable for the *at calls.
-    let mut dir = rustix::fs::Dir::read_from(source)?;
-    while let Some(entry) = dir.next() {
+    let dir = rustix::fs::Dir::read_from(source)?;
+    for entry in dir {
         let entry = entry?;
         let name = entry.file_name().to_bytes();
         if name == b"." || name == b".." {
@@ -80,7 +88,12 @@ fn copy_dir(source: BorrowedFd<'_>, dest: BorrowedFd<'_>, count: &mut u64) -> io
     Ok(())
 }
 
-fn copy_entry(source: BorrowedFd<'_>, dest: BorrowedFd<'_>, name: &OsStr, count: &mut u64) -> io::Result<()> {
+fn copy_entry(
+    source: BorrowedFd<'_>,
+    dest: BorrowedFd<'_>,
+    name: &OsStr,
+    count: &mut u64,
+) -> io::Result<()> {
     let stat = rustix::fs::statat(source, name, AtFlags::SYMLINK_NOFOLLOW)?;
     let mode = Mode::from_raw_mode(stat.st_mode & 0o7777);
     let (owner, group) = (Some(uid(stat.st_uid)), Some(gid(stat.st_gid)));
@@ -125,7 +138,12 @@ fn copy_entry(source: BorrowedFd<'_>, dest: BorrowedFd<'_>, name: &OsStr, count:
 }
 
 fn open_child(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlags) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat(dir, name, flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?)
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 #[cfg(test)]
@@ -153,9 +171,20 @@ mod tests {
         assert_eq!(fs::read_to_string(volume.join("config")).unwrap(), "x=1\n");
         assert_eq!(fs::read_to_string(volume.join("sub/deep")).unwrap(), "deep");
         let meta = fs::metadata(volume.join("config")).unwrap();
-        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (999, 998, 0o640));
-        assert_eq!(fs::metadata(&volume).unwrap().uid(), 999, "the root takes the directory's owner");
-        assert_eq!(fs::read_link(volume.join("link")).unwrap(), Path::new("/etc/passwd"), "copied as a link, not followed");
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (999, 998, 0o640)
+        );
+        assert_eq!(
+            fs::metadata(&volume).unwrap().uid(),
+            999,
+            "the root takes the directory's owner"
+        );
+        assert_eq!(
+            fs::read_link(volume.join("link")).unwrap(),
+            Path::new("/etc/passwd"),
+            "copied as a link, not followed"
+        );
     }
 
     #[test]
@@ -170,12 +199,22 @@ mod tests {
         let volume = dir.path().join("_data");
         fs::create_dir(&volume).unwrap();
         seed_from_image(&rootfs, "/data", &volume).unwrap();
-        let names: Vec<_> = fs::read_dir(&volume).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("inside")], "the image's /etc, not the host's");
+        let names: Vec<_> = fs::read_dir(&volume)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("inside")],
+            "the image's /etc, not the host's"
+        );
         let volume2 = dir.path().join("_data2");
         fs::create_dir(&volume2).unwrap();
         seed_from_image(&rootfs, "/up", &volume2).unwrap();
-        let names: Vec<_> = fs::read_dir(&volume2).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let names: Vec<_> = fs::read_dir(&volume2)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         let mut names = names;
         names.sort();
         assert_eq!(names, vec!["data", "etc", "up"], "'..' stops at the rootfs");
@@ -186,7 +225,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("rootfs")).unwrap();
         fs::create_dir(dir.path().join("_data")).unwrap();
-        assert_eq!(seed_from_image(&dir.path().join("rootfs"), "/nope", &dir.path().join("_data")).unwrap(), 0);
+        assert_eq!(
+            seed_from_image(
+                &dir.path().join("rootfs"),
+                "/nope",
+                &dir.path().join("_data")
+            )
+            .unwrap(),
+            0
+        );
         assert!(is_empty_dir(&dir.path().join("_data")).unwrap());
     }
 }

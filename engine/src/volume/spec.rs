@@ -86,7 +86,9 @@ impl MountSpec {
 }
 
 /// The propagation modes docker accepts on a bind.
-const PROPAGATIONS: [&str; 6] = ["private", "rprivate", "shared", "rshared", "slave", "rslave"];
+const PROPAGATIONS: [&str; 6] = [
+    "private", "rprivate", "shared", "rshared", "slave", "rslave",
+];
 
 /// `-v [SOURCE:]TARGET[:OPTIONS]`. A SOURCE starting with `/` is a host
 /// path; anything else is a volume name; no SOURCE makes an anonymous volume.
@@ -193,7 +195,9 @@ pub fn parse_mount_flag(text: &str) -> Result<MountSpec, String> {
             match v {
                 None | Some("1" | "true") => Ok(true),
                 Some("0" | "false") => Ok(false),
-                Some(other) => Err(format!("invalid value {other:?} for {key}: use true or false")),
+                Some(other) => Err(format!(
+                    "invalid value {other:?} for {key}: use true or false"
+                )),
             }
         };
         let need = |v: Option<&str>| -> Result<String, String> {
@@ -207,7 +211,11 @@ pub fn parse_mount_flag(text: &str) -> Result<MountSpec, String> {
                     "bind" => MountKind::Bind,
                     "volume" => MountKind::Volume,
                     "tmpfs" => MountKind::Tmpfs,
-                    other => return Err(bad(format!("unknown mount type {other:?}: use bind, volume or tmpfs"))),
+                    other => {
+                        return Err(bad(format!(
+                            "unknown mount type {other:?}: use bind, volume or tmpfs"
+                        )))
+                    }
                 }
             }
             "source" | "src" => source = need(value).map_err(bad)?,
@@ -245,7 +253,9 @@ pub fn parse_mount_flag(text: &str) -> Result<MountSpec, String> {
                 return Err(bad("a bind mount needs source=/host/path".into()));
             }
             if !source.starts_with('/') {
-                return Err(bad(format!("the bind source {source:?} must be an absolute path")));
+                return Err(bad(format!(
+                    "the bind source {source:?} must be an absolute path"
+                )));
             }
             spec.source = clean_host_path(&source);
             spec.propagation = propagation;
@@ -270,7 +280,9 @@ pub fn parse_mount_flag(text: &str) -> Result<MountSpec, String> {
         }
     }
     if kind != MountKind::Tmpfs && !options.is_empty() {
-        return Err(bad("tmpfs-size and tmpfs-mode are only for type=tmpfs".into()));
+        return Err(bad(
+            "tmpfs-size and tmpfs-mode are only for type=tmpfs".into()
+        ));
     }
     Ok(spec)
 }
@@ -307,7 +319,9 @@ pub fn parse_volumes_from(text: &str) -> Result<(String, Option<bool>), String> 
         None => (text, None),
     };
     if container.is_empty() {
-        return Err(format!("invalid --volumes-from {text:?}: no container named"));
+        return Err(format!(
+            "invalid --volumes-from {text:?}: no container named"
+        ));
     }
     Ok((container.to_string(), mode))
 }
@@ -401,7 +415,11 @@ pub fn image_volumes(volumes: &[String], user: &[MountSpec]) -> Result<Vec<Mount
     let mut out = Vec::new();
     for volume in volumes {
         let target = clean_target(volume).map_err(|e| format!("image VOLUME {volume:?}: {e}"))?;
-        if user.iter().chain(&out).any(|m: &MountSpec| m.target == target) {
+        if user
+            .iter()
+            .chain(&out)
+            .any(|m: &MountSpec| m.target == target)
+        {
             continue;
         }
         let mut spec = MountSpec::new(MountKind::Volume, "", &target);
@@ -418,12 +436,21 @@ mod tests {
     #[test]
     fn v_flag_forms() {
         let b = parse_volume_flag("/srv/notebooks:/srv/notebooks:ro").unwrap();
-        assert_eq!((b.kind, b.source.as_str(), b.target.as_str(), b.read_only), (MountKind::Bind, "/srv/notebooks", "/srv/notebooks", true));
+        assert_eq!(
+            (b.kind, b.source.as_str(), b.target.as_str(), b.read_only),
+            (MountKind::Bind, "/srv/notebooks", "/srv/notebooks", true)
+        );
         assert!(b.create_source, "-v creates a missing host directory");
         let v = parse_volume_flag("data:/var/lib/db").unwrap();
-        assert_eq!((v.kind, v.source.as_str(), v.anonymous), (MountKind::Volume, "data", false));
+        assert_eq!(
+            (v.kind, v.source.as_str(), v.anonymous),
+            (MountKind::Volume, "data", false)
+        );
         let a = parse_volume_flag("/cache").unwrap();
-        assert_eq!((a.kind, a.source.as_str(), a.anonymous), (MountKind::Volume, "", true));
+        assert_eq!(
+            (a.kind, a.source.as_str(), a.anonymous),
+            (MountKind::Volume, "", true)
+        );
         let s = parse_volume_flag("/h:/c:ro,rshared").unwrap();
         assert_eq!(s.propagation.as_deref(), Some("rshared"));
         assert_eq!(s.mode(), "ro,rshared");
@@ -454,10 +481,22 @@ mod tests {
 
     #[test]
     fn mount_flag_forms_and_mistakes() {
-        let b = parse_mount_flag("type=bind,source=/h,target=/c,readonly,bind-propagation=rslave").unwrap();
-        assert_eq!((b.kind, b.read_only, b.propagation.as_deref(), b.create_source), (MountKind::Bind, true, Some("rslave"), false));
+        let b = parse_mount_flag("type=bind,source=/h,target=/c,readonly,bind-propagation=rslave")
+            .unwrap();
+        assert_eq!(
+            (
+                b.kind,
+                b.read_only,
+                b.propagation.as_deref(),
+                b.create_source
+            ),
+            (MountKind::Bind, true, Some("rslave"), false)
+        );
         let v = parse_mount_flag("source=vol,dst=/data,volume-nocopy").unwrap();
-        assert_eq!((v.kind, v.source.as_str(), v.no_copy), (MountKind::Volume, "vol", true));
+        assert_eq!(
+            (v.kind, v.source.as_str(), v.no_copy),
+            (MountKind::Volume, "vol", true)
+        );
         let t = parse_mount_flag("type=tmpfs,target=/run,tmpfs-size=64m,tmpfs-mode=1770").unwrap();
         assert_eq!(t.options, vec!["size=64m", "mode=1770"]);
         for (text, needle) in [
@@ -465,10 +504,16 @@ mod tests {
             ("type=bind,source=rel,target=/c", "absolute"),
             ("type=volume,source=v", "target is required"),
             ("type=nfs,target=/c", "unknown mount type"),
-            ("type=bind,source=/h,target=/c,colour=red", "unexpected key \"colour\""),
+            (
+                "type=bind,source=/h,target=/c,colour=red",
+                "unexpected key \"colour\"",
+            ),
             ("type=tmpfs,source=x,target=/c", "no source"),
             ("type=volume,target=/c,tmpfs-size=1m", "only for type=tmpfs"),
-            ("type=bind,source=/h,target=/c,readonly=maybe", "true or false"),
+            (
+                "type=bind,source=/h,target=/c,readonly=maybe",
+                "true or false",
+            ),
         ] {
             let err = parse_mount_flag(text).unwrap_err();
             assert!(err.contains(needle), "{text:?}: {err}");
@@ -478,9 +523,15 @@ mod tests {
     #[test]
     fn tmpfs_and_volumes_from() {
         let t = parse_tmpfs_flag("/run:size=1m,exec").unwrap();
-        assert_eq!((t.target.as_str(), t.options.clone()), ("/run", vec!["size=1m".to_string(), "exec".into()]));
+        assert_eq!(
+            (t.target.as_str(), t.options.clone()),
+            ("/run", vec!["size=1m".to_string(), "exec".into()])
+        );
         assert!(parse_tmpfs_flag("run").is_err());
-        assert_eq!(parse_volumes_from("web:ro").unwrap(), ("web".into(), Some(true)));
+        assert_eq!(
+            parse_volumes_from("web:ro").unwrap(),
+            ("web".into(), Some(true))
+        );
         assert_eq!(parse_volumes_from("web").unwrap(), ("web".into(), None));
         assert!(parse_volumes_from("web:x").is_err());
     }
@@ -488,11 +539,21 @@ mod tests {
     #[test]
     fn duplicates_and_image_volumes() {
         let user = vec![parse_volume_flag("data:/var/lib/db").unwrap()];
-        let extra = image_volumes(&["/var/lib/db".into(), "/logs/".into(), "/logs".into()], &user).unwrap();
+        let extra = image_volumes(
+            &["/var/lib/db".into(), "/logs/".into(), "/logs".into()],
+            &user,
+        )
+        .unwrap();
         assert_eq!(extra.len(), 1, "a user mount covers the first, /logs once");
-        assert_eq!((extra[0].target.as_str(), extra[0].anonymous), ("/logs", true));
+        assert_eq!(
+            (extra[0].target.as_str(), extra[0].anonymous),
+            ("/logs", true)
+        );
         let mut all = user.clone();
         all.push(parse_volume_flag("/h:/var/lib/db").unwrap());
-        assert_eq!(check_duplicates(&all).unwrap_err(), "Duplicate mount point: /var/lib/db");
+        assert_eq!(
+            check_duplicates(&all).unwrap_err(),
+            "Duplicate mount point: /var/lib/db"
+        );
     }
 }

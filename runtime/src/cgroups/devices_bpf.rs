@@ -431,7 +431,7 @@ pub(crate) fn install(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Cgr
         ..Default::default()
     };
     bpf(BPF_PROG_ATTACH, &mut attach).map_err(|e| err("BPF_PROG_ATTACH", e))?;
-    tracing::debug!(path = %dir.display(), instructions = program.len(), rules = rules.len(),
+    tracing::debug!(step = "cgroup.devices", path = %dir.display(), instructions = program.len(), rules = rules.len(),
         "attached a {}-instruction device filter to {}", program.len(), dir.display());
     for id in previous {
         let mut by_id = GetFdByIdAttr {

@@ -38,7 +38,7 @@ pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupErr
         .and_then(|mut f| f.write_all(value.as_bytes()));
     match result {
         Ok(()) => {
-            tracing::debug!(path = %path.display(), value, "wrote {value} to {}", path.display());
+            tracing::debug!(step = "cgroup.write", path = %path.display(), value, "wrote {value} to {}", path.display());
             Ok(())
         }
         Err(source) => {
@@ -187,7 +187,7 @@ fn create_dirs_once(
         let is_leaf = index + 1 == components.len();
         match std::fs::create_dir(&dir) {
             Ok(()) => {
-                tracing::debug!(path = %dir.display(), "created cgroup {}", dir.display());
+                tracing::debug!(step = "cgroup.mkdir", path = %dir.display(), "created cgroup {}", dir.display());
                 hook.after_mkdir(&dir);
                 created.push(dir.clone());
             }

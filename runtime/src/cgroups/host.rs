@@ -77,8 +77,9 @@ fn detect_at(root: &Path, unified: &Path) -> Result<CgroupLayout, CgroupError> {
         });
     };
     tracing::debug!(
+        step = "cgroup.layout",
         ?layout,
-        "statfs on {} detected the cgroup layout",
+        "statfs on {} detected the cgroup layout: {layout:?}",
         root.display()
     );
     Ok(layout)

@@ -72,6 +72,26 @@ pub fn manager_for(
     CgroupHost::detect()?.manager(cgroups_path, container_id)
 }
 
+/// What to do when `controller` is missing: which limits need it (docker's
+/// flags), and how to make the kernel offer it.
+pub fn enable_controller_hint(controller: &str) -> String {
+    let flags = match controller {
+        "memory" => "-m/--memory, --memory-swap",
+        "cpu" | "cpuacct" => "--cpus, --cpu-shares",
+        "pids" => "--pids-limit",
+        "cpuset" => "--cpuset-cpus, --cpuset-mems",
+        "blkio" | "io" => "--blkio-weight",
+        "hugetlb" => "hugetlb limits",
+        "devices" => "device rules (--device)",
+        _ => "the limit that needs it",
+    };
+    format!(
+        "run without {flags}, or enable the controller: on cgroup v2 `echo +{controller} > /sys/fs/cgroup/cgroup.subtree_control`; \
+         on v1 `mkdir /sys/fs/cgroup/{controller} && mount -t cgroup -o {controller} cgroup /sys/fs/cgroup/{controller}`; \
+         if the kernel disabled it, add cgroup_enable={controller} to its command line and reboot"
+    )
+}
+
 /// What kind of cgroup host this is, found by `statfs` on the mount points.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CgroupLayout {
@@ -157,7 +177,10 @@ pub enum CgroupError {
     },
     #[error("cgroup {path} still has processes; kill them first")]
     Busy { path: PathBuf },
-    #[error("cgroup controller {controller} is not available on this host: {hint}")]
+    #[error(
+        "cgroup controller {controller} is not available on this host: {hint}; {}",
+        enable_controller_hint(controller)
+    )]
     MissingController { controller: String, hint: String },
     #[error("cgroup resource {what} is not supported by the {driver} driver: {hint}")]
     Unsupported {
@@ -223,4 +246,27 @@ pub(crate) fn signal_each(pids: &[Pid], signal: Signal, cgroup: &Path) -> Result
     }
     tracing::debug!(count = pids.len(), %signal, "sent {signal} to {} processes of {}", pids.len(), cgroup.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::CgroupError;
+
+    #[test]
+    fn a_missing_controller_says_which_flags_need_it_and_how_to_enable_it() {
+        let err = CgroupError::MissingController {
+            controller: "memory".into(),
+            hint: "no v1 hierarchy carries it".into(),
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("no v1 hierarchy carries it; run without -m/--memory"),
+            "{text}"
+        );
+        assert!(
+            text.contains("echo +memory > /sys/fs/cgroup/cgroup.subtree_control"),
+            "{text}"
+        );
+        assert!(text.contains("cgroup_enable=memory"), "{text}");
+    }
 }

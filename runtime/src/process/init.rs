@@ -86,6 +86,9 @@ pub struct InitConfig {
 
 /// The init's entry point; returns the exit code when it cannot exec.
 pub fn main(mut cfg: InitConfig, channel: &ChildChannel) -> i32 {
+    // Our narration must not follow fd 2 into the container's stderr.
+    crate::diagnostics::keep_stderr_before_stdio_changes(3 + cfg.preserve_fds as i32);
+    let _span = tracing::debug_span!("init").entered();
     let program = match set_up(&mut cfg, channel) {
         Ok(program) => program,
         Err(err) => {
@@ -125,6 +128,7 @@ fn set_up(cfg: &mut InitConfig, channel: &ChildChannel) -> Result<PathBuf> {
     if let Some(name) = &cfg.hostname {
         sys.sethostname(name)
             .map_err(|e| Error::io(format!("sethostname {name:?}"), e))?;
+        tracing::debug!(step = "hostname", hostname = %name, "sethostname({name:?}) in the container's UTS namespace");
     }
     if let Some(name) = &cfg.domainname {
         sys.setdomainname(name)
@@ -159,6 +163,7 @@ fn set_up(cfg: &mut InitConfig, channel: &ChildChannel) -> Result<PathBuf> {
         if unshare_cgroup {
             nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
                 .map_err(|e| Error::sys("unshare(CLONE_NEWCGROUP)", e))?;
+            tracing::debug!(step = "unshare", "unshare(CLONE_NEWCGROUP): from now on the container's cgroup looks like the root, /");
         }
         joined = Some(host.clone());
         Ok(host)
@@ -281,6 +286,8 @@ fn drop_privileges(cfg: &InitConfig) -> Result<()> {
     crate::rlimits::apply(&cfg.rlimits)?;
     if let Some(caps) = &cfg.capabilities {
         caps.drop_bounding()?;
+        let kept = crate::capabilities::names(&caps.bounding).join(" ");
+        tracing::debug!(step = "capabilities.bounding", kept = %kept, "prctl(PR_CAPBSET_DROP) for every capability but: {kept}");
     }
     if seccomp_early(cfg) {
         if let Some(filter) = &cfg.seccomp {
@@ -288,12 +295,18 @@ fn drop_privileges(cfg: &InitConfig) -> Result<()> {
         }
     }
     cfg.identity.switch()?;
+    let id = &cfg.identity;
+    tracing::debug!(step = "identity", uid = id.uid, gid = id.gid, groups = ?id.additional_gids,
+        "setgroups({:?}), setresgid({}), setresuid({})", id.additional_gids, id.gid, id.uid);
     if let Some(caps) = &cfg.capabilities {
         caps.apply()?;
+        let effective = crate::capabilities::names(&caps.effective).join(" ");
+        tracing::debug!(step = "capabilities", effective = %effective, "capset: effective and permitted capabilities: {effective}");
     }
     identity::set_umask(cfg.umask);
     if cfg.no_new_privs {
         identity::set_no_new_privs()?;
+        tracing::debug!(step = "no_new_privs", "prctl(PR_SET_NO_NEW_PRIVS, 1): setuid binaries and file capabilities grant nothing any more");
     }
     Ok(())
 }
@@ -342,6 +355,8 @@ fn start_program(cfg: &InitConfig, program: &Path) -> Result<std::convert::Infal
             crate::seccomp::install(filter)?;
         }
     }
+    tracing::debug!(step = "execve", program = %program.display(), args = ?cfg.args,
+        "execve({:?}, {:?}): this process, PID {} in its namespace, becomes the program", program.display().to_string(), cfg.args, std::process::id());
     Err(super::execute(program, &cfg.args, &cfg.env))
 }
 

@@ -78,7 +78,19 @@ fn clone3(flags: CloneFlags, extra: u64, cgroup: Option<BorrowedFd<'_>>) -> Resu
     };
     match rc {
         0 => Ok(Forked::Child),
-        pid if pid > 0 => Ok(Forked::Parent(Pid::from_raw(pid as i32))),
+        pid if pid > 0 => {
+            let mut names: Vec<&str> = flags.iter_names().map(|(name, _)| name).collect();
+            if parent_flag {
+                names.push("CLONE_PARENT");
+            }
+            if cgroup.is_some() {
+                names.push("CLONE_INTO_CGROUP");
+            }
+            let names = names.join("|");
+            tracing::debug!(step = "clone3", pid, flags = %names,
+                "clone3({names}) -> pid {pid}: a copy of this process, born in its new namespaces");
+            Ok(Forked::Parent(Pid::from_raw(pid as i32)))
+        }
         _ => Err(Error::sys("clone3", nix::errno::Errno::last())),
     }
 }

@@ -49,6 +49,9 @@ pub struct TenantConfig {
 
 /// The entry point; returns the exit code when it cannot exec.
 pub fn main(mut cfg: TenantConfig, channel: &ChildChannel) -> i32 {
+    // Our diagnostics must not follow fd 2 into the process's stderr.
+    crate::diagnostics::keep_stderr_before_stdio_changes(3 + cfg.preserve_fds as i32);
+    let _span = tracing::debug_span!("tenant").entered();
     let err = match run(&mut cfg, channel) {
         Ok(never) => match never {},
         Err(err) => err,

@@ -94,15 +94,45 @@ pub fn prepare(
     if plan.setup_dev {
         devices::create_devices(sys, &root, &plan.devices, plan.user_ns)?;
         devices::create_dev_symlinks(sys, &root)?;
+        let nodes: Vec<String> = plan
+            .devices
+            .iter()
+            .map(|d| d.path.display().to_string())
+            .collect();
+        let how = if plan.user_ns {
+            "bind-mounted from the host"
+        } else {
+            "mknod"
+        };
+        tracing::debug!(
+            step = "devices",
+            count = nodes.len(),
+            "device nodes ({how}): {}",
+            nodes.join(" ")
+        );
     }
     for (key, value) in &plan.sysctl {
         write_sysctl(sys, &root, key, value)?;
     }
     if !plan.masked_paths.is_empty() {
         mask_paths(sys, &root, &plan.masked_paths)?;
+        tracing::debug!(
+            step = "mask",
+            count = plan.masked_paths.len(),
+            "masked (/dev/null or an empty read-only tmpfs mounted over them): {}",
+            plan.masked_paths.join(" ")
+        );
     }
     for path in &plan.readonly_paths {
         make_readonly(sys, &root, Path::new(path))?;
+    }
+    if !plan.readonly_paths.is_empty() {
+        tracing::debug!(
+            step = "readonly",
+            count = plan.readonly_paths.len(),
+            "bind-mounted read-only onto themselves: {}",
+            plan.readonly_paths.join(" ")
+        );
     }
     Ok(root)
 }
@@ -160,7 +190,9 @@ fn mount_one(
     let opts = options::parse(&options)
         .map_err(|msg| config_error(format!("mount {}: {msg}", dest.display())))?;
     let fstype = m.typ().as_deref().unwrap_or("none");
-    tracing::debug!(destination = %dest.display(), fstype, ?options, "mount");
+    let source = m.source().as_deref().unwrap_or(Path::new("none")).display();
+    tracing::debug!(step = "mount", destination = %dest.display(), fstype, %source, ?options,
+        "mount {source} on {} (type {fstype}, options {})", dest.display(), options.join(","));
     if let Some(recursive) = opts.bind {
         return bind_mount(sys, root, plan, m, &dest, &opts, recursive);
     }
@@ -434,12 +466,16 @@ pub fn pivot(sys: &dyn Syscall, rootfs: &Path, no_pivot: bool) -> Result<()> {
             .map_err(|e| Error::io("move rootfs to /", e))?;
         sys.chroot(Path::new("."))
             .map_err(|e| Error::io("chroot", e))?;
+        tracing::debug!(step = "pivot_root", rootfs = %rootfs.display(),
+            "--no-pivot: MS_MOVE {} onto / and chroot into it (the host's root stays reachable to a privileged process)", rootfs.display());
     } else {
         // pivot_root(".", "."): the old root ends up stacked under the new
         // one at "/", from where a lazy unmount removes it; no put_old
         // directory is needed in the image.
         sys.pivot_root(Path::new("."), Path::new("."))
             .map_err(|e| Error::io("pivot_root", e))?;
+        tracing::debug!(step = "pivot_root", rootfs = %rootfs.display(),
+            "pivot_root into {}: it becomes /; the host's root, stacked under it, is unmounted (MNT_DETACH)", rootfs.display());
         // Keep the unmount of the old root from propagating to the host.
         sys.mount_path(
             None,
