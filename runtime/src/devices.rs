@@ -191,7 +191,9 @@ pub fn create_dev_symlinks(sys: &dyn Syscall, root: &Rootfs) -> Result<()> {
 
 /// The device cgroup rules for a container: config.json's, then an allow rule
 /// for each device the runtime creates (as runc does), so that a config with
-/// only "deny all" still leaves /dev/null usable.
+/// only "deny all" still leaves /dev/null usable — except for a device that
+/// config.json has a rule of its own for: that rule says what is allowed
+/// (`docker run --device /dev/sda:/dev/xvda:r` must stay read-only).
 pub fn cgroup_rules(
     spec_rules: &[LinuxDeviceCgroup],
     devices: &[Device],
@@ -214,7 +216,14 @@ pub fn cgroup_rules(
         } else {
             LinuxDeviceType::C
         };
-        rules.push(allow(typ, Some(d.major as i64), Some(d.minor as i64)));
+        let has_own_rule = spec_rules.iter().any(|r| {
+            r.typ() == Some(typ)
+                && r.major() == Some(d.major as i64)
+                && r.minor() == Some(d.minor as i64)
+        });
+        if !has_own_rule {
+            rules.push(allow(typ, Some(d.major as i64), Some(d.minor as i64)));
+        }
     }
     // /dev/pts/* and /dev/ptmx (the pty of a terminal).
     rules.push(allow(LinuxDeviceType::C, Some(136), None));
@@ -302,5 +311,34 @@ mod tests {
         assert!(rules
             .iter()
             .any(|r| r.allow() && r.major() == Some(1) && r.minor() == Some(3)));
+    }
+
+    /// Regression (found by tests/tests/escape_syscalls.rs): `--device
+    /// HOST:CONTAINER:r` became read-write, the automatic "rwm" rule of the
+    /// created node coming after the read-only one.
+    #[test]
+    fn a_device_with_its_own_rule_keeps_that_rule() {
+        let mut read_only = LinuxDeviceCgroup::default();
+        read_only.set_allow(true);
+        read_only.set_typ(Some(LinuxDeviceType::B));
+        read_only.set_major(Some(254));
+        read_only.set_minor(Some(0));
+        read_only.set_access(Some("r".into()));
+        let disk = Device {
+            path: PathBuf::from("/dev/xdisk"),
+            kind: SFlag::S_IFBLK,
+            major: 254,
+            minor: 0,
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+        };
+        let rules = cgroup_rules(&[read_only], &[disk]);
+        let for_disk: Vec<_> = rules
+            .iter()
+            .filter(|r| r.major() == Some(254) && r.minor() == Some(0))
+            .collect();
+        assert_eq!(for_disk.len(), 1);
+        assert_eq!(for_disk[0].access().as_deref(), Some("r"));
     }
 }

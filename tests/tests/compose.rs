@@ -150,7 +150,10 @@ fn two_services_reach_each_other_by_name_and_down_v_leaves_nothing() {
             < position(&progress, "Container shop-client-1  Starting"),
         "{progress}"
     );
-    assert!(progress.contains("Network shop_default  Created"), "{progress}");
+    assert!(
+        progress.contains("Network shop_default  Created"),
+        "{progress}"
+    );
     assert!(progress.contains("Volume shop_data  Created"), "{progress}");
 
     // The client fetched http://web/ by the service's name and wrote the
@@ -160,11 +163,22 @@ fn two_services_reach_each_other_by_name_and_down_v_leaves_nothing() {
     assert_eq!(result, "hello from web\n");
 
     let ps = lab.stdout(&["compose", "ps", "-a"]);
-    let web_line = ps.lines().find(|l| l.starts_with("shop-web-1")).unwrap_or_default();
-    assert!(web_line.contains(" web ") && web_line.contains("(healthy)"), "{ps}");
-    assert!(ps.lines().any(|l| l.starts_with("shop-client-1") && l.contains("Exited (0)")), "{ps}");
+    let web_line = ps
+        .lines()
+        .find(|l| l.starts_with("shop-web-1"))
+        .unwrap_or_default();
+    assert!(
+        web_line.contains(" web ") && web_line.contains("(healthy)"),
+        "{ps}"
+    );
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("shop-client-1") && l.contains("Exited (0)")),
+        "{ps}"
+    );
     assert_eq!(
-        lab.stdout(&["inspect", "-f", "{{.State.Health.Status}}", "shop-web-1"]).trim(),
+        lab.stdout(&["inspect", "-f", "{{.State.Health.Status}}", "shop-web-1"])
+            .trim(),
         "healthy"
     );
     let exec = lab.compose(&["exec", "-T", "web", "cat", "/www/index.html"]);
@@ -181,23 +195,38 @@ fn two_services_reach_each_other_by_name_and_down_v_leaves_nothing() {
         serde_json::from_str(&lab.stdout(&["network", "inspect", "shop_default"])).unwrap();
     let network_id = network[0]["Id"].as_str().unwrap().to_string();
     let bridge = format!("br-{}", &network_id[..12]);
-    assert!(Path::new("/sys/class/net").join(&bridge).exists(), "the project's bridge {bridge}");
+    assert!(
+        Path::new("/sys/class/net").join(&bridge).exists(),
+        "the project's bridge {bridge}"
+    );
 
     let down = lab.compose(&["down", "-v"]);
     let progress = stderr(&down);
-    assert!(progress.contains("Network shop_default  Removed"), "{progress}");
+    assert!(
+        progress.contains("Network shop_default  Removed"),
+        "{progress}"
+    );
     assert!(progress.contains("Volume shop_data  Removed"), "{progress}");
     assert_eq!(lab.stdout(&["ps", "-aq"]), "", "no container is left");
     assert_eq!(lab.stdout(&["volume", "ls", "-q"]), "", "no volume is left");
     let networks = lab.stdout(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(!networks.contains("shop_default"), "{networks}");
-    assert!(!Path::new("/sys/class/net").join(&bridge).exists(), "bridge {bridge} removed");
+    assert!(
+        !Path::new("/sys/class/net").join(&bridge).exists(),
+        "bridge {bridge} removed"
+    );
     for id in &ids {
         assert!(!cgroup_exists(id), "cgroup of {id} removed");
         let veth = format!("vb{}", &id[..12]);
-        assert!(!Path::new("/sys/class/net").join(&veth).exists(), "veth {veth} removed");
+        assert!(
+            !Path::new("/sys/class/net").join(&veth).exists(),
+            "veth {veth} removed"
+        );
     }
-    let table = Command::new("nft").args(["list", "ruleset"]).output().unwrap();
+    let table = Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .unwrap();
     assert!(
         !String::from_utf8_lossy(&table.stdout).contains(&bridge),
         "no nftables element names the removed bridge"
@@ -235,7 +264,13 @@ volumes:
         "dependencies start first: {progress}"
     );
     assert_eq!(
-        lab.stdout(&["inspect", "-f", "{{.Config.StopSignal}} {{.Config.StopTimeout}}", "order-app-1"]).trim(),
+        lab.stdout(&[
+            "inspect",
+            "-f",
+            "{{.Config.StopSignal}} {{.Config.StopTimeout}}",
+            "order-app-1"
+        ])
+        .trim(),
         "SIGUSR1 20"
     );
     let log_dir = lab.volume_dir("order_log");
@@ -283,14 +318,27 @@ services:
     let out = lab.run(&["compose", "up", "--exit-code-from", "tests"]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("Attaching to ci-db-1, ci-tests-1"), "{stdout}");
+    assert!(
+        stdout.contains("Attaching to ci-db-1, ci-tests-1"),
+        "{stdout}"
+    );
     assert!(stdout.contains("db-1    | db up\n"), "{stdout}");
-    assert!(stdout.contains("tests-1 | running smoke tests with hello\n"), "{stdout}");
+    assert!(
+        stdout.contains("tests-1 | running smoke tests with hello\n"),
+        "{stdout}"
+    );
     assert!(stdout.contains("ci-tests-1 exited with code 3"), "{stdout}");
-    assert!(stderr(&out).contains("tests-1 | failing\n"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tests-1 | failing\n"),
+        "{}",
+        stderr(&out)
+    );
     // --exit-code-from stops the rest.
     let ps = lab.stdout(&["compose", "ps", "-a", "--format", "json"]);
-    let states: Vec<serde_json::Value> = ps.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let states: Vec<serde_json::Value> = ps
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(states.len(), 2, "{ps}");
     assert!(states.iter().all(|s| s["State"] == "exited"), "{ps}");
     let logs = lab.stdout(&["compose", "logs", "--no-log-prefix", "db"]);
@@ -328,6 +376,91 @@ fn mistakes_in_the_file_name_the_key_and_line_and_create_nothing() {
     .unwrap();
     let out = lab.run(&["compose", "up", "-d"]);
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
-    assert!(stderr(&out).contains("Unable to find image 'not-loaded:1' locally"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Unable to find image 'not-loaded:1' locally"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(lab.stdout(&["ps", "-aq"]), "", "no container was created");
+}
+
+#[test]
+fn a_dependency_that_turns_unhealthy_stops_up_with_dockers_message() {
+    let lab = ComposeLab::new(
+        "sick",
+        r#"
+services:
+  db:
+    image: busybox
+    init: true
+    command: sleep 1000
+    healthcheck:
+      test: ["CMD-SHELL", "echo probe says no; exit 1"]
+      interval: 100ms
+      retries: 2
+  app:
+    image: busybox
+    command: echo never
+    depends_on:
+      db: {condition: service_healthy}
+"#,
+    );
+    let out = lab.run(&["compose", "up", "-d"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("dependency failed to start: container sick-db-1 is unhealthy"),
+        "{}",
+        stderr(&out)
+    );
+    let health: serde_json::Value = serde_json::from_str(&lab.stdout(&[
+        "inspect",
+        "-f",
+        "{{json .State.Health}}",
+        "sick-db-1",
+    ]))
+    .unwrap();
+    assert_eq!(health["Status"], "unhealthy");
+    assert!(health["FailingStreak"].as_u64().unwrap() >= 2, "{health}");
+    let last = health["Log"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["ExitCode"], 1);
+    assert_eq!(last["Output"], "probe says no\n");
+    let ps = lab.stdout(&["ps", "-a"]);
+    assert!(ps.contains("(unhealthy)"), "{ps}");
+    assert!(!ps.contains("sick-app-1"), "app was never created: {ps}");
+}
+
+#[test]
+fn up_follows_a_container_through_its_restarts() {
+    let lab = ComposeLab::new(
+        "flaky",
+        r#"
+services:
+  job:
+    image: busybox
+    restart: on-failure:1
+    command: sh -c 'echo attempt; exit 2'
+"#,
+    );
+    let out = lab.run(&["compose", "up"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.matches("job-1 | attempt\n").count(),
+        2,
+        "one run and one restart: {stdout}"
+    );
+    assert!(
+        stdout.ends_with("flaky-job-1 exited with code 2\n"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lab.stdout(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}",
+            "flaky-job-1"
+        ])
+        .trim(),
+        "exited 2 1"
+    );
 }

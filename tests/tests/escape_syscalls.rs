@@ -43,8 +43,28 @@ const SECCOMP_EPERM: [&str; 23] = [
     "setns",
 ];
 
+/// MAJOR:MINOR of a block device the host itself can open (a sandboxed
+/// host may refuse its own disk even to root), for the attacker to mknod.
+fn host_openable_block_device() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mut candidates: Vec<String> = std::fs::read_to_string("/proc/partitions")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().nth(3).map(|n| format!("/dev/{n}")))
+        .collect();
+    candidates.extend(["/dev/loop0".to_string(), "/dev/zram0".to_string()]);
+    let disk = candidates
+        .into_iter()
+        .find(|p| std::fs::File::open(p).is_ok())
+        .expect("a block device the host can open");
+    let rdev = std::fs::metadata(&disk).unwrap().rdev();
+    format!("{}:{}", libc::major(rdev), libc::minor(rdev))
+}
+
 fn attacks(lab: &Lab, flags: &[&str]) -> BTreeMap<String, (bool, String)> {
-    let mut args = vec!["run", "--rm"];
+    let disk = format!("BERTH_ATTACK_DISK={}", host_openable_block_device());
+    let mut args = vec!["run", "--rm", "-e", &disk];
     args.extend_from_slice(flags);
     args.extend_from_slice(&["attacker", ATTACKER, "syscalls"]);
     attack_results(&lab.run(&args))
@@ -217,4 +237,151 @@ fn privileged_lifts_the_walls() {
     assert!(!status.contains("CapEff:\t00000000a80425fb"), "{status}");
     let timer_list_bytes: u64 = status.lines().last().unwrap().trim().parse().unwrap();
     assert!(timer_list_bytes > 0, "nothing masked: {status}");
+}
+
+/// The cgroup namespace is private: the container sees its own cgroup as
+/// the root of each hierarchy, not the host's tree.
+#[test]
+fn the_cgroup_namespace_is_private() {
+    let lab = Lab::new();
+    let host = std::fs::read_link("/proc/self/ns/cgroup").unwrap();
+    let out = lab.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/cgroup; cat /proc/self/cgroup",
+    ]);
+    let mut lines = out.lines();
+    assert_ne!(
+        lines.next().unwrap(),
+        host.to_str().unwrap(),
+        "a new cgroup namespace"
+    );
+    for line in lines {
+        let path = line.rsplit(':').next().unwrap();
+        assert_eq!(path, "/", "the container's cgroup is its root: {out}");
+    }
+}
+
+/// `--security-opt no-new-privileges`: a setuid-root program run by a
+/// non-root user gains nothing.
+#[test]
+fn no_new_privileges_stops_setuid_programs() {
+    use berth_engine::layer::rawtar::Entry;
+    let lab = Lab::new();
+    let attacker = std::fs::read(berth_tests::bin("berth-attacker")).unwrap();
+    lab.load_image(
+        "setuid",
+        vec![Entry::file("usr/local/bin/suid-ids", &attacker).with_mode(0o4755)],
+    );
+    let plain = lab.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "65534",
+        "setuid",
+        "/usr/local/bin/suid-ids",
+        "ids",
+    ]);
+    assert!(
+        plain.contains("euid=0"),
+        "setuid works without the option: {plain}"
+    );
+    let nnp = lab.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "65534",
+        "--security-opt",
+        "no-new-privileges",
+        "setuid",
+        "/usr/local/bin/suid-ids",
+        "ids",
+    ]);
+    assert!(
+        nnp.contains("uid=65534 euid=65534"),
+        "no new privileges: {nnp}"
+    );
+    let status = lab.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges=true",
+        "busybox",
+        "grep",
+        "NoNewPrivs",
+        "/proc/self/status",
+    ]);
+    assert_eq!(status.trim(), "NoNewPrivs:\t1");
+}
+
+/// `--device HOST:CONTAINER:r`: the node appears with the host's numbers
+/// and can be read, not written; `--cap-drop`/`--cap-add` change the sets.
+#[test]
+fn device_and_capability_flags_reach_the_container() {
+    let lab = Lab::new();
+    // A block device the host itself may open (a sandboxed host can refuse
+    // its own disk to root).
+    let mut candidates: Vec<String> = std::fs::read_to_string("/proc/partitions")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().nth(3).map(|n| format!("/dev/{n}")))
+        .collect();
+    candidates.extend(["/dev/loop0".to_string(), "/dev/zram0".to_string()]);
+    let disk = candidates
+        .into_iter()
+        .find(|p| std::fs::File::open(p).is_ok())
+        .expect("a block device the host can open");
+    let device = format!("{disk}:/dev/xdisk:r");
+    let out = lab.run(&[
+        "run", "--rm", "--device", &device, "busybox", "sh", "-c",
+        "dd if=/dev/xdisk of=/dev/null count=1 2>/dev/null && echo READ; : > /dev/xdisk && echo WROTE",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("READ"),
+        "{disk} readable: {}",
+        describe(&out)
+    );
+    assert!(
+        !stdout.contains("WROTE"),
+        "{disk} not writable: {}",
+        describe(&out)
+    );
+    let caps = lab.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_BIND_SERVICE",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert_eq!(
+        caps.trim(),
+        "CapEff:\t0000000000000400",
+        "only CAP_NET_BIND_SERVICE (bit 10)"
+    );
+    let inspect = lab.ok(&[
+        "create",
+        "--cap-add",
+        "sys_time",
+        "--cap-drop",
+        "chown",
+        "--device",
+        &device,
+        "busybox",
+    ]);
+    let host = lab.ok(&["inspect", "-f", "{{json .HostConfig}}", inspect.trim()]);
+    let host: serde_json::Value = serde_json::from_str(&host).unwrap();
+    assert_eq!(host["CapAdd"], serde_json::json!(["CAP_SYS_TIME"]));
+    assert_eq!(host["CapDrop"], serde_json::json!(["CAP_CHOWN"]));
+    assert_eq!(host["Devices"][0]["PathInContainer"], "/dev/xdisk");
+    assert_eq!(host["Devices"][0]["CgroupPermissions"], "r");
 }

@@ -606,6 +606,12 @@ fn restart_policies_follow_docker() {
         "exited 2",
         Duration::from_secs(20),
     );
+    assert_eq!(
+        lab.inspect("flaky", "{{.State.ExitCode}}"),
+        "1",
+        "the last run's own status is recorded"
+    );
+    assert_eq!(lab.inspect("flaky", "{{.State.Error}}"), "", "not a monitor failure");
     lab.detached(&[
         "--name",
         "forever",

@@ -334,3 +334,117 @@ fn containerd_runs_execs_lists_and_kills_tasks_with_berth_runtime() {
         "berth-runtime state removed"
     );
 }
+
+/// What only containerd's shim asks of a runtime (see docs/containerd.md):
+/// errors read back from the `--log FILE --log-format json` file, the
+/// shim's own fds (a socket at fd 3 during `create`) kept out of the task,
+/// and the cgroup path and limits of containerd's spec (`/NAMESPACE/ID`).
+#[test]
+fn containerd_reads_berth_runtime_errors_and_its_fds_never_reach_the_task() {
+    require_root();
+    if !installed("containerd") || !installed("ctr") {
+        eprintln!("NOTICE: containerd is not installed; skipping the containerd test (apt-get install containerd)");
+        return;
+    }
+    let ctd = Containerd::start();
+    let runtime = bin("berth-runtime");
+    let runtime = runtime.to_str().unwrap();
+    ok(
+        ctd.ctr(&[
+            "images",
+            "import",
+            fixture("busybox/docker-archive.tar").to_str().unwrap(),
+        ]),
+        "ctr images import",
+    );
+    let image = "docker.io/library/busybox:latest";
+
+    // The shim reports what berth-runtime wrote to its JSON log, in
+    // berth-runtime's own words.
+    let failing = unique_id("ctd-fail");
+    let out = ctd.ctr(&[
+        "run",
+        "--rm",
+        "--runc-binary",
+        runtime,
+        image,
+        &failing,
+        "/no/such/binary",
+    ]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "OCI runtime create failed: exec \"/no/such/binary\": No such file or directory"
+        ),
+        "{err}"
+    );
+
+    // Only the shim's stdio pipes reach the task: fds 0-2, nothing else
+    // (the 4th entry is ls's own directory fd, gone when the link is read).
+    let fds = unique_id("ctd-fds");
+    let out = ok(
+        ctd.ctr(&[
+            "run",
+            "--rm",
+            "--runc-binary",
+            runtime,
+            image,
+            &fds,
+            "ls",
+            "-l",
+            "/proc/self/fd",
+        ]),
+        "ctr run ls /proc/self/fd",
+    );
+    let open: Vec<&str> = out.lines().filter(|l| l.contains(" -> ")).collect();
+    assert_eq!(open.len(), 3, "{out}");
+    assert!(open.iter().all(|l| l.contains("pipe:")), "{out}");
+
+    // containerd's cgroup path and memory limit are applied as given.
+    let id = unique_id("ctd-mem");
+    ok(
+        ctd.ctr(&[
+            "run",
+            "-d",
+            "--memory-limit",
+            "67108864",
+            "--runc-binary",
+            runtime,
+            image,
+            &id,
+            "sleep",
+            "120",
+        ]),
+        "ctr run -d --memory-limit",
+    );
+    let cgroup = Path::new("/sys/fs/cgroup/memory/default").join(&id);
+    let unified = Path::new("/sys/fs/cgroup/default").join(&id);
+    let limit = std::fs::read_to_string(cgroup.join("memory.limit_in_bytes"))
+        .or_else(|_| std::fs::read_to_string(unified.join("memory.max")))
+        .expect("the task's memory cgroup at /default/ID");
+    assert_eq!(limit.trim(), "67108864");
+    ok(
+        ctd.ctr(&["task", "kill", "--signal", "SIGKILL", &id]),
+        "task kill",
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok(ctd.ctr(&["task", "ls"]), "task ls")
+        .lines()
+        .any(|l| l.contains(&id) && l.contains("STOPPED"))
+    {
+        assert!(Instant::now() < deadline, "the task never stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ok(ctd.ctr(&["task", "delete", &id]), "task delete");
+    ok(ctd.ctr(&["container", "delete", &id]), "container delete");
+    assert_no_cgroup_named(&id);
+    for gone in [&failing, &fds, &id] {
+        assert!(
+            !Path::new("/run/containerd/runc/default")
+                .join(gone)
+                .exists(),
+            "berth-runtime state of {gone} removed"
+        );
+    }
+}

@@ -57,19 +57,27 @@ pub enum ComposeCommand {
     )]
     Up(UpArgs),
     /// Stop and remove containers and networks (and with -v, volumes).
-    #[command(after_help = "Examples:\n  berth compose down\n  berth compose down -v --remove-orphans")]
+    #[command(
+        after_help = "Examples:\n  berth compose down\n  berth compose down -v --remove-orphans"
+    )]
     Down(DownArgs),
     /// List the project's containers.
     #[command(after_help = "Examples:\n  berth compose ps\n  berth compose ps -a --format json")]
     Ps(PsArgs),
     /// View output from containers.
-    #[command(after_help = "Examples:\n  berth compose logs\n  berth compose logs -f --tail 10 web")]
+    #[command(
+        after_help = "Examples:\n  berth compose logs\n  berth compose logs -f --tail 10 web"
+    )]
     Logs(LogsArgs),
     /// Execute a command in a running service container.
-    #[command(after_help = "Examples:\n  berth compose exec web sh\n  berth compose exec -T db pg_dump app > dump.sql")]
+    #[command(
+        after_help = "Examples:\n  berth compose exec web sh\n  berth compose exec -T db pg_dump app > dump.sql"
+    )]
     Exec(ExecArgs),
     /// Build the images of services with a build: section.
-    #[command(after_help = "Examples:\n  berth compose build\n  berth compose build --no-cache web")]
+    #[command(
+        after_help = "Examples:\n  berth compose build\n  berth compose build --no-cache web"
+    )]
     Build(BuildArgs),
     /// Pull the images of services that are not built.
     #[command(after_help = "Example:\n  berth compose pull")]
@@ -103,7 +111,11 @@ pub struct UpArgs {
     #[arg(long = "abort-on-container-exit", conflicts_with = "detach")]
     pub abort_on_container_exit: bool,
     /// Return the exit code of the selected service container (implies --abort-on-container-exit).
-    #[arg(long = "exit-code-from", value_name = "SERVICE", conflicts_with = "detach")]
+    #[arg(
+        long = "exit-code-from",
+        value_name = "SERVICE",
+        conflicts_with = "detach"
+    )]
     pub exit_code_from: Option<String>,
     /// Produce monochrome output without prefixes.
     #[arg(long = "no-log-prefix")]
@@ -183,7 +195,12 @@ pub struct ExecArgs {
     pub index: u32,
     #[arg(value_name = "SERVICE")]
     pub service: String,
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     pub command: Vec<String>,
 }
 
@@ -217,7 +234,11 @@ impl ComposeArgs {
     pub fn starts_container_processes(&self) -> bool {
         matches!(
             self.command,
-            ComposeCommand::Up(_) | ComposeCommand::Start(_) | ComposeCommand::Restart(_) | ComposeCommand::Exec(_) | ComposeCommand::Build(_)
+            ComposeCommand::Up(_)
+                | ComposeCommand::Start(_)
+                | ComposeCommand::Restart(_)
+                | ComposeCommand::Exec(_)
+                | ComposeCommand::Build(_)
         )
     }
 }
@@ -229,7 +250,11 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<u8> {
     match args.command {
         ComposeCommand::Up(up) => up_command(up, &project, ctx),
         ComposeCommand::Down(down) => {
-            let options = DownOptions { volumes: down.volumes, remove_orphans: down.remove_orphans, timeout: down.timeout };
+            let options = DownOptions {
+                volumes: down.volumes,
+                remove_orphans: down.remove_orphans,
+                timeout: down.timeout,
+            };
             actions::down(roots, &project, &options, &mut report)?;
             Ok(0)
         }
@@ -238,12 +263,25 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<u8> {
         ComposeCommand::Exec(exec) => exec_command(exec, &project, ctx),
         ComposeCommand::Build(build) => {
             let stdout = std::io::stdout();
-            actions::build(roots, &project, &build.services, build.no_cache, &mut stdout.lock(), &mut report)?;
+            actions::build(
+                roots,
+                &project,
+                &build.services,
+                build.no_cache,
+                &mut stdout.lock(),
+                &mut report,
+            )?;
             Ok(0)
         }
         ComposeCommand::Pull(pull) => {
             let stdout = std::io::stdout();
-            actions::pull(roots, &project, &pull.services, &mut stdout.lock(), &mut report)?;
+            actions::pull(
+                roots,
+                &project,
+                &pull.services,
+                &mut stdout.lock(),
+                &mut report,
+            )?;
             Ok(0)
         }
         ComposeCommand::Restart(stop) => {
@@ -300,7 +338,13 @@ fn up_command(args: UpArgs, project: &Project, ctx: &Context) -> anyhow::Result<
     let mut report = progress_line;
     let containers = {
         let stdout = std::io::stdout();
-        actions::up(&ctx.roots, project, &options, &mut stdout.lock(), &mut report)?
+        actions::up(
+            &ctx.roots,
+            project,
+            &options,
+            &mut stdout.lock(),
+            &mut report,
+        )?
     };
     if args.detach {
         return Ok(0);
@@ -317,7 +361,14 @@ fn up_command(args: UpArgs, project: &Project, ctx: &Context) -> anyhow::Result<
     };
     let mut sources = containers
         .iter()
-        .map(|c| Source::open(ctx, project, c, SeekFrom::Start(before.get(&c.id).copied().unwrap_or(0))))
+        .map(|c| {
+            Source::open(
+                ctx,
+                project,
+                c,
+                SeekFrom::Start(before.get(&c.id).copied().unwrap_or(0)),
+            )
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     pad_prefixes(&mut sources);
     let signals = block_stop_signals()?;
@@ -337,10 +388,12 @@ fn up_command(args: UpArgs, project: &Project, ctx: &Context) -> anyhow::Result<
         return Ok(130);
     }
     let code = match &args.exit_code_from {
-        Some(service) => actions::containers_of(&ctx.roots, project, std::slice::from_ref(service))?
-            .first()
-            .map(|c| c.state.exit_code)
-            .unwrap_or(0),
+        Some(service) => {
+            actions::containers_of(&ctx.roots, project, std::slice::from_ref(service))?
+                .first()
+                .map(|c| c.state.exit_code)
+                .unwrap_or(0)
+        }
         None if abort => ended.first_exit.map(|(_, code)| code).unwrap_or(0),
         None => 0,
     };
@@ -359,7 +412,10 @@ fn log_sizes(ctx: &Context, project: &Project) -> anyhow::Result<HashMap<String,
 }
 
 fn log_path(ctx: &Context, id: &str) -> PathBuf {
-    ctx.roots.containers().join(id).join(format!("{id}-json.log"))
+    ctx.roots
+        .containers()
+        .join(id)
+        .join(format!("{id}-json.log"))
 }
 
 /// SIGINT and SIGTERM as events of a signalfd. Called only once every
@@ -369,7 +425,10 @@ fn block_stop_signals() -> anyhow::Result<SignalFd> {
     mask.add(Signal::SIGINT);
     mask.add(Signal::SIGTERM);
     mask.thread_block()?;
-    Ok(SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?)
+    Ok(SignalFd::with_flags(
+        &mask,
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )?)
 }
 
 fn ps_command(args: PsArgs, project: &Project, ctx: &Context) -> anyhow::Result<u8> {
@@ -418,7 +477,13 @@ fn ps_command(args: PsArgs, project: &Project, ctx: &Context) -> anyhow::Result<
                     ]
                 })
                 .collect();
-            print!("{}", table(&["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"], &rows));
+            print!(
+                "{}",
+                table(
+                    &["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"],
+                    &rows
+                )
+            );
         }
         other => bail!("invalid --format {other:?}: use table or json"),
     }
@@ -436,7 +501,10 @@ fn ports(c: &ContainerRecord) -> String {
 fn logs_command(args: LogsArgs, project: &Project, ctx: &Context) -> anyhow::Result<u8> {
     let tail = match args.tail.as_str() {
         "all" | "-1" => None,
-        n => Some(n.parse::<usize>().with_context(|| format!("invalid --tail {n:?}: use a number or \"all\""))?),
+        n => Some(
+            n.parse::<usize>()
+                .with_context(|| format!("invalid --tail {n:?}: use a number or \"all\""))?,
+        ),
     };
     let mut containers = actions::containers_of(&ctx.roots, project, &args.services)?;
     containers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -452,7 +520,10 @@ fn logs_command(args: LogsArgs, project: &Project, ctx: &Context) -> anyhow::Res
         .map(|c| Source::open(ctx, project, c, SeekFrom::Start(0)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     pad_prefixes(&mut sources);
-    let filter = LogFilter { tail, ..Default::default() };
+    let filter = LogFilter {
+        tail,
+        ..Default::default()
+    };
     for source in &mut sources {
         if let Some(reader) = source.reader.as_mut() {
             let records = read_records(reader, &filter)?;
@@ -470,10 +541,18 @@ fn logs_command(args: LogsArgs, project: &Project, ctx: &Context) -> anyhow::Res
 fn exec_command(args: ExecArgs, project: &Project, ctx: &Context) -> anyhow::Result<u8> {
     let service = project.service(&args.service)?;
     let name = project.container_name(service, args.index);
-    let record = lifecycle::find(&ctx.roots, &name)
-        .with_context(|| format!("service {:?} has no container {name}: start it with `berth compose up -d`", args.service))?;
+    let record = lifecycle::find(&ctx.roots, &name).with_context(|| {
+        format!(
+            "service {:?} has no container {name}: start it with `berth compose up -d`",
+            args.service
+        )
+    })?;
     if !record.state.status.is_active() {
-        bail!("service {:?} is not running: start it with `berth compose up -d {}`", args.service, args.service);
+        bail!(
+            "service {:?} is not running: start it with `berth compose up -d {}`",
+            args.service,
+            args.service
+        );
     }
     let tty = !args.no_tty && !args.detach && std::io::stdin().is_terminal();
     super::exec::run(
@@ -514,7 +593,12 @@ struct Source {
 }
 
 impl Source {
-    fn open(ctx: &Context, project: &Project, c: &ContainerRecord, from: SeekFrom) -> anyhow::Result<Source> {
+    fn open(
+        ctx: &Context,
+        project: &Project,
+        c: &ContainerRecord,
+        from: SeekFrom,
+    ) -> anyhow::Result<Source> {
         let reader = match File::open(log_path(ctx, &c.id)) {
             Ok(mut file) => {
                 file.seek(from)?;
@@ -524,7 +608,11 @@ impl Source {
             Err(err) => return Err(err.into()),
         };
         // docker compose's prefix: the container name without the project.
-        let short = c.name.strip_prefix(&format!("{}-", project.name)).unwrap_or(&c.name).to_string();
+        let short = c
+            .name
+            .strip_prefix(&format!("{}-", project.name))
+            .unwrap_or(&c.name)
+            .to_string();
         Ok(Source {
             id: c.id.clone(),
             name: c.name.clone(),
@@ -546,7 +634,12 @@ struct Ended {
 impl LogView {
     /// Follow every source until all containers have exited (or the first,
     /// with `abort_on_exit`), or until SIGINT/SIGTERM.
-    fn run(&self, ctx: &Context, sources: &mut [Source], signals: Option<&SignalFd>) -> anyhow::Result<Ended> {
+    fn run(
+        &self,
+        ctx: &Context,
+        sources: &mut [Source],
+        signals: Option<&SignalFd>,
+    ) -> anyhow::Result<Ended> {
         for source in sources.iter_mut() {
             source.watch = watch(ctx, &source.id);
             source.done = source.watch.is_none();
@@ -554,12 +647,16 @@ impl LogView {
         let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?;
         let mut watches: HashMap<WatchDescriptor, usize> = HashMap::new();
         for (i, source) in sources.iter().enumerate() {
-            if let Ok(wd) = inotify.add_watch(&log_path(ctx, &source.id), AddWatchFlags::IN_MODIFY) {
+            if let Ok(wd) = inotify.add_watch(&log_path(ctx, &source.id), AddWatchFlags::IN_MODIFY)
+            {
                 watches.insert(wd, i);
             }
         }
         self.drain(sources)?;
-        let mut ended = Ended { interrupted: false, first_exit: None };
+        let mut ended = Ended {
+            interrupted: false,
+            first_exit: None,
+        };
         while self.follow && sources.iter().any(|s| !s.done) {
             let mut fds = vec![PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
             if let Some(signals) = signals {
@@ -578,7 +675,12 @@ impl LogView {
             }
             let ready = |p: &PollFd| p.revents().is_some_and(|r| !r.is_empty());
             let interrupted = signals.is_some() && ready(&fds[1]);
-            let spoke: Vec<usize> = open.iter().zip(&fds[fixed..]).filter(|(_, p)| ready(p)).map(|(i, _)| *i).collect();
+            let spoke: Vec<usize> = open
+                .iter()
+                .zip(&fds[fixed..])
+                .filter(|(_, p)| ready(p))
+                .map(|(i, _)| *i)
+                .collect();
             drop(fds);
             let _ = inotify.read_events();
             self.drain(sources)?;
@@ -605,14 +707,22 @@ impl LogView {
     /// A frame from the monitor of `source`: Some(exit code) when the
     /// container is done; a container being restarted is watched again.
     fn exited(&self, ctx: &Context, source: &mut Source) -> anyhow::Result<Option<i32>> {
-        let Some(stream) = source.watch.as_mut() else { return Ok(None) };
+        let Some(stream) = source.watch.as_mut() else {
+            return Ok(None);
+        };
         match Frame::read_from(stream) {
             Ok(Some(Frame::Exit(_))) | Ok(None) | Err(_) => {}
             Ok(Some(_)) => return Ok(None),
         }
         let record = lifecycle::find(&ctx.roots, &source.id).ok();
-        let restarting = record.as_ref().is_some_and(|r| matches!(r.state.status, Status::Restarting | Status::Running));
-        source.watch = if restarting { watch(ctx, &source.id) } else { None };
+        let restarting = record
+            .as_ref()
+            .is_some_and(|r| matches!(r.state.status, Status::Restarting | Status::Running));
+        source.watch = if restarting {
+            watch(ctx, &source.id)
+        } else {
+            None
+        };
         if source.watch.is_some() {
             return Ok(None);
         }
@@ -631,7 +741,11 @@ impl LogView {
         Ok(())
     }
 
-    fn print(&self, prefix: &str, records: &[berth_engine::container::logs::LogRecord]) -> anyhow::Result<()> {
+    fn print(
+        &self,
+        prefix: &str,
+        records: &[berth_engine::container::logs::LogRecord],
+    ) -> anyhow::Result<()> {
         let stdout = std::io::stdout();
         let stderr = std::io::stderr();
         let (mut out, mut err) = (stdout.lock(), stderr.lock());

@@ -67,7 +67,12 @@ pub struct DownOptions {
 pub fn project_containers(roots: &Roots, name: &str) -> Result<Vec<ContainerRecord>, ComposeError> {
     let mut records: Vec<ContainerRecord> = lifecycle::list(roots)?
         .into_iter()
-        .filter(|r| r.config.labels.get(project::LABEL_PROJECT).is_some_and(|p| p == name))
+        .filter(|r| {
+            r.config
+                .labels
+                .get(project::LABEL_PROJECT)
+                .is_some_and(|p| p == name)
+        })
         .collect();
     records.reverse();
     Ok(records)
@@ -110,13 +115,20 @@ pub fn up(
 ) -> Result<Vec<ContainerRecord>, ComposeError> {
     let services = project.start_order(&options.services, !options.no_deps)?;
     // Images first: a missing one stops `up` before anything is created.
-    let mut images = BTreeMap::new();
     for service in &services {
-        let needs_build = service.build.is_some() && (options.build || find_image(roots, project, service)?.is_none());
+        let needs_build = service.build.is_some()
+            && (options.build || find_image(roots, project, service)?.is_none());
         if needs_build {
             build_service(roots, project, service, false, out, report)?;
         }
-        let image = find_image(roots, project, service)?.ok_or_else(|| missing_image(project, service))?;
+    }
+    // From here until the containers' records name their images, the
+    // store's collector (`rmi`, `image prune`) waits.
+    let _hold = ImageStore::open(roots)?.hold()?;
+    let mut images = BTreeMap::new();
+    for service in &services {
+        let image =
+            find_image(roots, project, service)?.ok_or_else(|| missing_image(project, service))?;
         images.insert(service.name.clone(), image);
     }
     ensure_networks(roots, project, &project.networks_used(&services), report)?;
@@ -124,7 +136,14 @@ pub fn up(
     let mut started = Vec::new();
     for service in &services {
         wait_for_dependencies(roots, project, service, report)?;
-        let record = converge(roots, project, service, &images[&service.name], options.force_recreate, report)?;
+        let record = converge(
+            roots,
+            project,
+            service,
+            &images[&service.name],
+            options.force_recreate,
+            report,
+        )?;
         if record.state.status.is_active() {
             started.push(record);
         } else {
@@ -135,7 +154,11 @@ pub fn up(
 }
 
 /// The service's image in the store, with what a container needs of it.
-fn find_image(roots: &Roots, project: &Project, service: &Service) -> Result<Option<ServiceImage>, ComposeError> {
+fn find_image(
+    roots: &Roots,
+    project: &Project,
+    service: &Service,
+) -> Result<Option<ServiceImage>, ComposeError> {
     let reference = project.image_name(service);
     let store = ImageStore::open(roots)?;
     match store.resolve(&reference) {
@@ -158,7 +181,12 @@ fn missing_image(project: &Project, service: &Service) -> ComposeError {
 }
 
 /// Create the project networks `keys` that do not exist yet.
-fn ensure_networks(roots: &Roots, project: &Project, keys: &[String], report: &mut Report<'_>) -> Result<(), ComposeError> {
+fn ensure_networks(
+    roots: &Roots,
+    project: &Project,
+    keys: &[String],
+    report: &mut Report<'_>,
+) -> Result<(), ComposeError> {
     if keys.is_empty() {
         return Ok(());
     }
@@ -179,7 +207,9 @@ fn ensure_networks(roots: &Roots, project: &Project, keys: &[String], report: &m
         labels.insert(project::LABEL_PROJECT.into(), project.name.clone());
         labels.insert(project::LABEL_NETWORK.into(), key.clone());
         let subnet = match def.and_then(|d| d.subnet.as_deref()) {
-            Some(text) => Some(text.parse().map_err(|e| ComposeError::Invalid(format!("network {key}: subnet {text:?}: {e}")))?),
+            Some(text) => Some(text.parse().map_err(|e| {
+                ComposeError::Invalid(format!("network {key}: subnet {text:?}: {e}"))
+            })?),
             None => None,
         };
         report("Network", &name, "Creating");
@@ -190,7 +220,12 @@ fn ensure_networks(roots: &Roots, project: &Project, keys: &[String], report: &m
 }
 
 /// Create the project volumes `keys` that do not exist yet.
-fn ensure_volumes(roots: &Roots, project: &Project, keys: &[String], report: &mut Report<'_>) -> Result<(), ComposeError> {
+fn ensure_volumes(
+    roots: &Roots,
+    project: &Project,
+    keys: &[String],
+    report: &mut Report<'_>,
+) -> Result<(), ComposeError> {
     let store = VolumeStore::open(roots)?;
     for key in keys {
         let name = project.volume_name(key);
@@ -240,8 +275,6 @@ fn converge(
         lifecycle::remove(roots, &old.id, false)?;
     }
     let request = convert::create_request(project, service, 1, image)?;
-    // Keep the image store's collector away until the record names the image.
-    let _hold = ImageStore::open(roots)?.hold()?;
     report("Container", &name, "Creating");
     let record = lifecycle::create(roots, request)?;
     report("Container", &name, "Created");
@@ -249,11 +282,21 @@ fn converge(
 }
 
 /// Start a container that is not running (no-op for one that is).
-fn start_container(roots: &Roots, record: &ContainerRecord, report: &mut Report<'_>) -> Result<ContainerRecord, ComposeError> {
+fn start_container(
+    roots: &Roots,
+    record: &ContainerRecord,
+    report: &mut Report<'_>,
+) -> Result<ContainerRecord, ComposeError> {
     report("Container", &record.name, "Starting");
     match lifecycle::start(roots, &record.id, None)? {
-        Started::Now { ready: Ready::Failed { error, .. }, .. } => {
-            return Err(ComposeError::Invalid(format!("container {}: {error}", record.name)))
+        Started::Now {
+            ready: Ready::Failed { error, .. },
+            ..
+        } => {
+            return Err(ComposeError::Invalid(format!(
+                "container {}: {error}",
+                record.name
+            )))
         }
         Started::Now { .. } | Started::AlreadyRunning => {}
     }
@@ -262,9 +305,18 @@ fn start_container(roots: &Roots, record: &ContainerRecord, report: &mut Report<
 }
 
 /// Wait until each dependency of `service` meets its condition.
-fn wait_for_dependencies(roots: &Roots, project: &Project, service: &Service, report: &mut Report<'_>) -> Result<(), ComposeError> {
+fn wait_for_dependencies(
+    roots: &Roots,
+    project: &Project,
+    service: &Service,
+    report: &mut Report<'_>,
+) -> Result<(), ComposeError> {
     for dependency in &service.depends_on {
-        let Some(record) = containers_of(roots, project, std::slice::from_ref(&dependency.service))?.into_iter().next() else {
+        let Some(record) =
+            containers_of(roots, project, std::slice::from_ref(&dependency.service))?
+                .into_iter()
+                .next()
+        else {
             continue;
         };
         match dependency.condition {
@@ -299,7 +351,10 @@ fn wait_healthy(roots: &Roots, record: &ContainerRecord) -> Result<(), ComposeEr
     let dir = roots.containers().join(&record.id);
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
         .map_err(|e| ComposeError::Invalid(format!("inotify: {e}")))?;
-    let _ = inotify.add_watch(&dir, AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_DELETE_SELF);
+    let _ = inotify.add_watch(
+        &dir,
+        AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_DELETE_SELF,
+    );
     loop {
         let now = lifecycle::find(roots, &record.id)?;
         if !now.state.status.is_active() {
@@ -355,16 +410,25 @@ fn build_service(
     out: &mut dyn Write,
     report: &mut Report<'_>,
 ) -> Result<(), ComposeError> {
-    let Some(build) = &service.build else { return Ok(()) };
+    let Some(build) = &service.build else {
+        return Ok(());
+    };
     let context = convert::resolve_host_path(&project.dir, &build.context);
     let build_args = build
         .args
         .iter()
-        .filter_map(|(k, v)| v.clone().or_else(|| project.lookup(k)).map(|v| (k.clone(), v)))
+        .filter_map(|(k, v)| {
+            v.clone()
+                .or_else(|| project.lookup(k))
+                .map(|v| (k.clone(), v))
+        })
         .collect();
     let image = project.image_name(service);
     let options = crate::build::BuildOptions {
-        dockerfile: build.dockerfile.as_ref().map(|d| convert::resolve_host_path(&context, d)),
+        dockerfile: build
+            .dockerfile
+            .as_ref()
+            .map(|d| convert::resolve_host_path(&context, d)),
         context,
         tags: vec![image.clone()],
         build_args,
@@ -393,14 +457,26 @@ pub fn pull(
             continue;
         };
         report("Image", image, "Pulling");
-        crate::registry::pull(roots, image, &Default::default(), &credentials, out, &progress)?;
+        crate::registry::pull(
+            roots,
+            image,
+            &Default::default(),
+            &credentials,
+            out,
+            &progress,
+        )?;
         report("Image", image, "Pulled");
     }
     Ok(())
 }
 
 /// `start`: the existing containers of `services`, in dependency order.
-pub fn start(roots: &Roots, project: &Project, services: &[String], report: &mut Report<'_>) -> Result<(), ComposeError> {
+pub fn start(
+    roots: &Roots,
+    project: &Project,
+    services: &[String],
+    report: &mut Report<'_>,
+) -> Result<(), ComposeError> {
     let containers = containers_of(roots, project, services)?;
     if containers.is_empty() {
         return Err(ComposeError::Invalid(format!(
@@ -480,7 +556,11 @@ fn stop_in_waves(
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(ComposeError::Invalid("a stop thread panicked".into()))))
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(ComposeError::Invalid("a stop thread panicked".into()))
+                    })
+                })
                 .collect()
         });
         for (record, result) in members.iter().zip(results) {
@@ -493,7 +573,12 @@ fn stop_in_waves(
 
 /// `down`: stop (dependents first) and remove the containers, then the
 /// project's networks, and with `volumes` its named volumes.
-pub fn down(roots: &Roots, project: &Project, options: &DownOptions, report: &mut Report<'_>) -> Result<(), ComposeError> {
+pub fn down(
+    roots: &Roots,
+    project: &Project,
+    options: &DownOptions,
+    report: &mut Report<'_>,
+) -> Result<(), ComposeError> {
     let all = project_containers(roots, &project.name)?;
     let (containers, orphans): (Vec<_>, Vec<_>) = all
         .into_iter()
@@ -520,15 +605,28 @@ pub fn down(roots: &Roots, project: &Project, options: &DownOptions, report: &mu
 
 /// The project's own networks (the default one and the declared ones that
 /// are not external).
-fn remove_networks(roots: &Roots, project: &Project, report: &mut Report<'_>) -> Result<(), ComposeError> {
+fn remove_networks(
+    roots: &Roots,
+    project: &Project,
+    report: &mut Report<'_>,
+) -> Result<(), ComposeError> {
     let options = NetworkOptions::from_env()?;
     let store = NetworkStore::open(roots, &options)?;
     let mut keys = vec![project::DEFAULT_NETWORK_KEY.to_string()];
-    keys.extend(project.model.networks.iter().filter(|n| !n.external).map(|n| n.key.clone()));
+    keys.extend(
+        project
+            .model
+            .networks
+            .iter()
+            .filter(|n| !n.external)
+            .map(|n| n.key.clone()),
+    );
     keys.dedup();
     for key in keys {
         let name = project.network_name(&key);
-        let Some(network) = store.try_find(&name)? else { continue };
+        let Some(network) = store.try_find(&name)? else {
+            continue;
+        };
         if network.labels.get(project::LABEL_PROJECT) != Some(&project.name) {
             continue; // not made by this project: leave it
         }
@@ -539,7 +637,11 @@ fn remove_networks(roots: &Roots, project: &Project, report: &mut Report<'_>) ->
     Ok(())
 }
 
-fn remove_volumes(roots: &Roots, project: &Project, report: &mut Report<'_>) -> Result<(), ComposeError> {
+fn remove_volumes(
+    roots: &Roots,
+    project: &Project,
+    report: &mut Report<'_>,
+) -> Result<(), ComposeError> {
     let store = VolumeStore::open(roots)?;
     for def in project.model.volumes.iter().filter(|v| !v.external) {
         let name = project.volume_name(&def.key);

@@ -79,7 +79,12 @@ pub fn create_request(
         }
         None => {
             let mode = service.network_mode.as_deref().unwrap_or("bridge");
-            (NetworkMode::parse(mode).map_err(|e| invalid(e.to_string()))?.as_string(), Vec::new())
+            (
+                NetworkMode::parse(mode)
+                    .map_err(|e| invalid(e.to_string()))?
+                    .as_string(),
+                Vec::new(),
+            )
         }
     };
     let mut port_bindings = Vec::new();
@@ -113,15 +118,29 @@ pub fn create_request(
     })
 }
 
-fn compose_labels(project: &Project, service: &Service, number: u32, image: &ServiceImage) -> BTreeMap<String, String> {
+fn compose_labels(
+    project: &Project,
+    service: &Service,
+    number: u32,
+    image: &ServiceImage,
+) -> BTreeMap<String, String> {
     BTreeMap::from([
         (project::LABEL_PROJECT.to_string(), project.name.clone()),
         (project::LABEL_SERVICE.to_string(), service.name.clone()),
         (project::LABEL_NUMBER.to_string(), number.to_string()),
         (project::LABEL_ONEOFF.to_string(), "False".to_string()),
-        (project::LABEL_CONFIG_HASH.to_string(), config_hash(service, image)),
-        (project::LABEL_WORKING_DIR.to_string(), project.dir.display().to_string()),
-        (project::LABEL_CONFIG_FILES.to_string(), project.file.display().to_string()),
+        (
+            project::LABEL_CONFIG_HASH.to_string(),
+            config_hash(service, image),
+        ),
+        (
+            project::LABEL_WORKING_DIR.to_string(),
+            project.dir.display().to_string(),
+        ),
+        (
+            project::LABEL_CONFIG_FILES.to_string(),
+            project.file.display().to_string(),
+        ),
     ])
 }
 
@@ -135,8 +154,9 @@ fn environment(project: &Project, service: &Service) -> Result<Vec<String>, Comp
         if !file.required && !path.exists() {
             continue;
         }
-        let pairs = dotenv::read(&path, &lookup)
-            .map_err(|e| ComposeError::Invalid(format!("service {:?}: env_file: {e}", service.name)))?;
+        let pairs = dotenv::read(&path, &lookup).map_err(|e| {
+            ComposeError::Invalid(format!("service {:?}: env_file: {e}", service.name))
+        })?;
         env.extend(pairs.into_iter().map(|(k, v)| format!("{k}={v}")));
     }
     for (key, value) in &service.environment {
@@ -178,7 +198,9 @@ fn mount(project: &Project, volume: &ServiceVolume) -> Result<MountSpec, String>
         VolumeKind::Bind => {
             let source = volume.source.as_deref().unwrap_or_default();
             mount.kind = MountKind::Bind;
-            mount.source = resolve_host_path(&project.dir, source).display().to_string();
+            mount.source = resolve_host_path(&project.dir, source)
+                .display()
+                .to_string();
             mount.create_source = volume.create_host_path;
         }
         VolumeKind::Volume => match &volume.source {
@@ -232,22 +254,45 @@ mod tests {
             "services:\n  web:\n    image: busybox\n    entrypoint: [sh, -c]\n    command: [\"echo hi\"]\n    env_file: web.env\n    environment: {BOTH: env}\n    volumes: [data:/data:ro, ./site:/www, /anon]\n    ports: [\"8080:80\"]\n    restart: on-failure:3\n    stop_signal: SIGINT\n    stop_grace_period: 3s\n    networks: {back: {aliases: [shop]}}\nvolumes: {data: {}}\nnetworks: {back: {}}\n",
         )
         .unwrap();
-        let project = load(&LoadOptions { working_dir: dir.clone(), ..Default::default() }).unwrap();
-        let image = ServiceImage { reference: "busybox".into(), id: "sha256:x".into(), defaults: ImageDefaults::default() };
+        let project = load(&LoadOptions {
+            working_dir: dir.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+        let image = ServiceImage {
+            reference: "busybox".into(),
+            id: "sha256:x".into(),
+            defaults: ImageDefaults::default(),
+        };
         let request = create_request(&project, project.service("web").unwrap(), 1, &image).unwrap();
         assert_eq!(request.name.as_deref(), Some("shop-web-1"));
         assert_eq!(request.run.entrypoint.as_deref(), Some("sh"));
         assert_eq!(request.run.command, vec!["-c", "echo hi"]);
-        assert_eq!(request.run.env, vec!["FROM_FILE=1", "BOTH=file", "BOTH=env"]);
+        assert_eq!(
+            request.run.env,
+            vec!["FROM_FILE=1", "BOTH=file", "BOTH=env"]
+        );
         assert_eq!(request.run.labels[project::LABEL_PROJECT], "shop");
         assert_eq!(request.run.labels[project::LABEL_SERVICE], "web");
-        assert_eq!((request.run.stop_signal.as_deref(), request.run.stop_timeout), (Some("SIGINT"), Some(3)));
+        assert_eq!(
+            (request.run.stop_signal.as_deref(), request.run.stop_timeout),
+            (Some("SIGINT"), Some(3))
+        );
         assert_eq!(request.host.network_mode, "shop_back");
         assert_eq!(request.host.network_aliases, vec!["web", "shop"]);
-        assert_eq!(request.host.restart_policy, RestartPolicy::OnFailure { max_retries: 3 });
+        assert_eq!(
+            request.host.restart_policy,
+            RestartPolicy::OnFailure { max_retries: 3 }
+        );
         let m = &request.host.mounts;
-        assert_eq!((m[0].kind, m[0].source.as_str(), m[0].read_only), (MountKind::Volume, "shop_data", true));
-        assert_eq!((m[1].kind, m[1].source.clone()), (MountKind::Bind, dir.join("site").display().to_string()));
+        assert_eq!(
+            (m[0].kind, m[0].source.as_str(), m[0].read_only),
+            (MountKind::Volume, "shop_data", true)
+        );
+        assert_eq!(
+            (m[1].kind, m[1].source.clone()),
+            (MountKind::Bind, dir.join("site").display().to_string())
+        );
         assert!(m[2].anonymous);
         assert_eq!(request.host.port_bindings.len(), 1);
     }

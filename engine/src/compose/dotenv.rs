@@ -36,7 +36,10 @@ pub fn parse(
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
+        let line = line
+            .strip_prefix("export ")
+            .map(str::trim_start)
+            .unwrap_or(line);
         let (key, value) = match line.split_once('=') {
             Some((key, value)) => (key.trim_end(), Some(value)),
             None => (line, None),
@@ -60,7 +63,12 @@ pub fn parse(
 }
 
 fn unquote(value: &str, line: usize) -> Result<String, (usize, String)> {
-    let unclosed = |q: char| (line, format!("the value's opening {q} is not closed on this line"));
+    let unclosed = |q: char| {
+        (
+            line,
+            format!("the value's opening {q} is not closed on this line"),
+        )
+    };
     if let Some(rest) = value.strip_prefix('\'') {
         let end = rest.find('\'').ok_or_else(|| unclosed('\''))?;
         return Ok(rest[..end].to_string());
@@ -106,7 +114,12 @@ mod tests {
     fn values_quotes_comments_and_exports() {
         let text = "# comment\n\nA=1\nexport B = two words  # note\nC='single $X # kept'\nD=\"line\\nbreak \\\"q\\\"\"\nE=\nFROM_HOST\nMISSING\n";
         let pairs = parse(text, &env).unwrap();
-        let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(get("A"), Some("1"));
         assert_eq!(get("B"), Some("two words"));
         assert_eq!(get("C"), Some("single $X # kept"));

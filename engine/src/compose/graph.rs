@@ -14,7 +14,9 @@ pub fn start_order(model: &ComposeFile) -> Result<Vec<&Service>, ComposeError> {
     while order.len() < model.services.len() {
         let ready = model.services.iter().find(|s| {
             !done.contains(&s.name.as_str())
-                && s.depends_on.iter().all(|d| done.contains(&d.service.as_str()) || model.service(&d.service).is_none())
+                && s.depends_on.iter().all(|d| {
+                    done.contains(&d.service.as_str()) || model.service(&d.service).is_none()
+                })
         });
         match ready {
             Some(service) => {
@@ -93,19 +95,31 @@ mod tests {
             ],
             ..Default::default()
         };
-        let order: Vec<&str> = start_order(&model).unwrap().iter().map(|s| s.name.as_str()).collect();
+        let order: Vec<&str> = start_order(&model)
+            .unwrap()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
         assert_eq!(order, vec!["db", "worker", "cache", "app"]);
         let all: Vec<String> = order.iter().map(|s| s.to_string()).collect();
         assert_eq!(
             stop_waves(&model, &all),
-            vec![vec!["worker".to_string(), "app".into()], vec!["cache".into()], vec!["db".into()]]
+            vec![
+                vec!["worker".to_string(), "app".into()],
+                vec!["cache".into()],
+                vec!["db".into()]
+            ]
         );
     }
 
     #[test]
     fn a_cycle_is_named() {
         let model = ComposeFile {
-            services: vec![service("a", &["b"]), service("b", &["a"]), service("c", &[])],
+            services: vec![
+                service("a", &["b"]),
+                service("b", &["a"]),
+                service("c", &[]),
+            ],
             ..Default::default()
         };
         let err = start_order(&model).unwrap_err().to_string();

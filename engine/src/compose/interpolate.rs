@@ -112,10 +112,34 @@ fn expand_braced(
             Some(v) => v,
             None => value_or_warn(name, lookup, warnings),
         },
-        ":-" => if non_empty { value.unwrap_or_default() } else { nested(argument)? },
-        "-" => if set { value.unwrap_or_default() } else { nested(argument)? },
-        ":+" => if non_empty { nested(argument)? } else { String::new() },
-        "+" => if set { nested(argument)? } else { String::new() },
+        ":-" => {
+            if non_empty {
+                value.unwrap_or_default()
+            } else {
+                nested(argument)?
+            }
+        }
+        "-" => {
+            if set {
+                value.unwrap_or_default()
+            } else {
+                nested(argument)?
+            }
+        }
+        ":+" => {
+            if non_empty {
+                nested(argument)?
+            } else {
+                String::new()
+            }
+        }
+        "+" => {
+            if set {
+                nested(argument)?
+            } else {
+                String::new()
+            }
+        }
         ":?" | "?" => {
             let ok = if operator == ":?" { non_empty } else { set };
             if !ok {
@@ -150,8 +174,7 @@ fn value_or_warn(
     warnings: &mut Vec<String>,
 ) -> String {
     lookup(name).unwrap_or_else(|| {
-        let warning =
-            format!("The \"{name}\" variable is not set. Defaulting to a blank string.");
+        let warning = format!("The \"{name}\" variable is not set. Defaulting to a blank string.");
         if !warnings.contains(&warning) {
             warnings.push(warning);
         }

@@ -169,23 +169,100 @@ pub struct NetworkDef {
 /// Keys of the Compose specification that berth does not implement: named
 /// as "not supported" rather than "unknown".
 const UNSUPPORTED_SERVICE_KEYS: &[&str] = &[
-    "annotations", "attach", "blkio_config", "cap_add", "cap_drop", "cgroup", "cgroup_parent",
-    "configs", "cpu_count", "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period",
-    "cpu_rt_runtime", "cpu_shares", "cpuset", "credential_spec", "deploy", "develop",
-    "device_cgroup_rules", "devices", "dns", "dns_opt", "dns_search", "domainname", "driver_opts",
-    "expose", "extends", "external_links", "extra_hosts", "gpus", "group_add", "ipc", "isolation",
-    "links", "logging", "mac_address", "mem_limit", "mem_reservation", "mem_swappiness",
-    "memswap_limit", "models", "oom_kill_disable", "oom_score_adj", "pid", "platform",
-    "post_start", "pre_stop", "privileged", "profiles", "provider", "pull_policy", "runtime",
-    "scale", "secrets", "security_opt", "shm_size", "storage_opt", "sysctls", "ulimits",
-    "use_api_socket", "userns_mode", "uts", "volumes_from",
+    "annotations",
+    "attach",
+    "blkio_config",
+    "cap_add",
+    "cap_drop",
+    "cgroup",
+    "cgroup_parent",
+    "configs",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpu_shares",
+    "cpuset",
+    "credential_spec",
+    "deploy",
+    "develop",
+    "device_cgroup_rules",
+    "devices",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "domainname",
+    "driver_opts",
+    "expose",
+    "extends",
+    "external_links",
+    "extra_hosts",
+    "gpus",
+    "group_add",
+    "ipc",
+    "isolation",
+    "links",
+    "logging",
+    "mac_address",
+    "mem_limit",
+    "mem_reservation",
+    "mem_swappiness",
+    "memswap_limit",
+    "models",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pid",
+    "platform",
+    "post_start",
+    "pre_stop",
+    "privileged",
+    "profiles",
+    "provider",
+    "pull_policy",
+    "runtime",
+    "scale",
+    "secrets",
+    "security_opt",
+    "shm_size",
+    "storage_opt",
+    "sysctls",
+    "ulimits",
+    "use_api_socket",
+    "userns_mode",
+    "uts",
+    "volumes_from",
 ];
 
 const SERVICE_KEYS: &[&str] = &[
-    "image", "build", "command", "entrypoint", "environment", "env_file", "ports", "volumes",
-    "tmpfs", "networks", "network_mode", "depends_on", "healthcheck", "restart", "stop_signal",
-    "stop_grace_period", "user", "working_dir", "labels", "container_name", "hostname", "init",
-    "read_only", "tty", "stdin_open", "pids_limit", "cpus",
+    "image",
+    "build",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "ports",
+    "volumes",
+    "tmpfs",
+    "networks",
+    "network_mode",
+    "depends_on",
+    "healthcheck",
+    "restart",
+    "stop_signal",
+    "stop_grace_period",
+    "user",
+    "working_dir",
+    "labels",
+    "container_name",
+    "hostname",
+    "init",
+    "read_only",
+    "tty",
+    "stdin_open",
+    "pids_limit",
+    "cpus",
 ];
 
 /// Reads the tree, producing errors that name the file, line and key path.
@@ -205,8 +282,19 @@ impl Decoder<'_> {
     pub fn file(mut self, root: &Node) -> Result<ComposeFile> {
         let entries = match &root.kind {
             Kind::Map(entries) => entries,
-            Kind::Null => return Err(format!("{}: the file is empty: it needs a services: section", self.file)),
-            _ => return Err(self.err(root.line, "(top level)", "the file must be a mapping with a services: section")),
+            Kind::Null => {
+                return Err(format!(
+                    "{}: the file is empty: it needs a services: section",
+                    self.file
+                ))
+            }
+            _ => {
+                return Err(self.err(
+                    root.line,
+                    "(top level)",
+                    "the file must be a mapping with a services: section",
+                ))
+            }
         };
         let mut file = ComposeFile::default();
         let mut has_services = false;
@@ -241,14 +329,24 @@ impl Decoder<'_> {
             }
         }
         if !has_services {
-            return Err(format!("{}: no services: section: a compose file needs at least one service", self.file));
+            return Err(format!(
+                "{}: no services: section: a compose file needs at least one service",
+                self.file
+            ));
         }
         file.warnings = self.warnings;
         Ok(file)
     }
 
     fn not_supported(&self, key: &Key, path: &str) -> String {
-        self.err(key.line, path, format!("key {:?} is not supported by berth compose (see docs/compose.md for what is)", key.name))
+        self.err(
+            key.line,
+            path,
+            format!(
+                "key {:?} is not supported by berth compose (see docs/compose.md for what is)",
+                key.name
+            ),
+        )
     }
 
     fn unknown(&self, key: &Key, path: &str, known: &[&str]) -> String {
@@ -263,7 +361,11 @@ impl Decoder<'_> {
         match &node.kind {
             Kind::Map(entries) => Ok(entries.iter().map(|(k, v)| (k, v)).collect()),
             Kind::Null => Ok(Vec::new()),
-            _ => Err(self.err(node.line, path, format!("must be a mapping, not {}", node.type_name()))),
+            _ => Err(self.err(
+                node.line,
+                path,
+                format!("must be a mapping, not {}", node.type_name()),
+            )),
         }
     }
 
@@ -307,20 +409,34 @@ impl Decoder<'_> {
                 "cpus" => {
                     let cpus: f64 = self.number(v, &p)?;
                     if !(cpus > 0.0 && cpus.is_finite()) {
-                        return Err(self.err(v.line, &p, "must be a positive number of CPUs, like 0.5"));
+                        return Err(self.err(
+                            v.line,
+                            &p,
+                            "must be a positive number of CPUs, like 0.5",
+                        ));
                     }
                     s.nano_cpus = Some((cpus * 1e9) as i64);
                 }
                 other if other.starts_with("x-") => {}
-                other if UNSUPPORTED_SERVICE_KEYS.contains(&other) => return Err(self.not_supported(k, &path)),
+                other if UNSUPPORTED_SERVICE_KEYS.contains(&other) => {
+                    return Err(self.not_supported(k, &path))
+                }
                 _ => return Err(self.unknown(k, &path, SERVICE_KEYS)),
             }
         }
         if s.image.is_none() && s.build.is_none() {
-            return Err(self.err(key.line, &path, "has neither an image nor a build context specified: give image: or build:"));
+            return Err(self.err(
+                key.line,
+                &path,
+                "has neither an image nor a build context specified: give image: or build:",
+            ));
         }
         if s.network_mode.is_some() && !s.networks.is_empty() {
-            return Err(self.err(key.line, &path, "network_mode and networks cannot be combined"));
+            return Err(self.err(
+                key.line,
+                &path,
+                "network_mode and networks cannot be combined",
+            ));
         }
         Ok(s)
     }
@@ -344,12 +460,27 @@ impl Decoder<'_> {
                 "args" => build.args = self.key_values(v, &p)?,
                 "target" => build.target = Some(self.string(v, &p)?),
                 other if other.starts_with("x-") => {}
-                "additional_contexts" | "cache_from" | "cache_to" | "dockerfile_inline" | "entitlements"
-                | "extra_hosts" | "isolation" | "labels" | "network" | "no_cache" | "platforms"
-                | "privileged" | "pull" | "secrets" | "shm_size" | "ssh" | "tags" | "ulimits" => {
-                    return Err(self.not_supported(k, path))
+                "additional_contexts"
+                | "cache_from"
+                | "cache_to"
+                | "dockerfile_inline"
+                | "entitlements"
+                | "extra_hosts"
+                | "isolation"
+                | "labels"
+                | "network"
+                | "no_cache"
+                | "platforms"
+                | "privileged"
+                | "pull"
+                | "secrets"
+                | "shm_size"
+                | "ssh"
+                | "tags"
+                | "ulimits" => return Err(self.not_supported(k, path)),
+                _ => {
+                    return Err(self.unknown(k, path, &["context", "dockerfile", "args", "target"]))
                 }
-                _ => return Err(self.unknown(k, path, &["context", "dockerfile", "args", "target"])),
             }
         }
         Ok(build)
@@ -359,14 +490,24 @@ impl Decoder<'_> {
     pub fn string(&self, node: &Node, path: &str) -> Result<String> {
         match &node.kind {
             Kind::Scalar { text, .. } => Ok(text.clone()),
-            _ => Err(self.err(node.line, path, format!("must be a string, not {}", node.type_name()))),
+            _ => Err(self.err(
+                node.line,
+                path,
+                format!("must be a string, not {}", node.type_name()),
+            )),
         }
     }
 
     fn bool(&self, node: &Node, path: &str) -> Result<bool> {
         match &node.kind {
-            Kind::Scalar { text, quoted: false } if text == "true" => Ok(true),
-            Kind::Scalar { text, quoted: false } if text == "false" => Ok(false),
+            Kind::Scalar {
+                text,
+                quoted: false,
+            } if text == "true" => Ok(true),
+            Kind::Scalar {
+                text,
+                quoted: false,
+            } if text == "false" => Ok(false),
             _ => Err(self.err(node.line, path, "must be true or false")),
         }
     }
@@ -386,21 +527,35 @@ impl Decoder<'_> {
         let text = self.string(node, path)?;
         crate::build::dockerfile::parse_duration(&text)
             .filter(|n| *n >= 0)
-            .ok_or_else(|| self.err(node.line, path, format!("invalid duration {text:?}: use a duration like 10s, 1m30s or 500ms")))
+            .ok_or_else(|| {
+                self.err(
+                    node.line,
+                    path,
+                    format!("invalid duration {text:?}: use a duration like 10s, 1m30s or 500ms"),
+                )
+            })
     }
 
     fn list<'n>(&self, node: &'n Node, path: &str) -> Result<&'n [Node]> {
         match &node.kind {
             Kind::Seq(items) => Ok(items),
             Kind::Null => Ok(&[]),
-            _ => Err(self.err(node.line, path, format!("must be a list, not {}", node.type_name()))),
+            _ => Err(self.err(
+                node.line,
+                path,
+                format!("must be a list, not {}", node.type_name()),
+            )),
         }
     }
 
     fn string_or_list(&self, node: &Node, path: &str) -> Result<Vec<String>> {
         match &node.kind {
             Kind::Scalar { .. } => Ok(vec![self.string(node, path)?]),
-            _ => self.list(node, path)?.iter().map(|n| self.string(n, path)).collect(),
+            _ => self
+                .list(node, path)?
+                .iter()
+                .map(|n| self.string(n, path))
+                .collect(),
         }
     }
 
@@ -422,7 +577,10 @@ impl Decoder<'_> {
                 .iter()
                 .map(|(k, v)| match &v.kind {
                     Kind::Null => Ok((k.name.clone(), None)),
-                    _ => Ok((k.name.clone(), Some(self.string(v, &format!("{path}.{}", k.name))?))),
+                    _ => Ok((
+                        k.name.clone(),
+                        Some(self.string(v, &format!("{path}.{}", k.name))?),
+                    )),
                 })
                 .collect(),
             _ => self
@@ -455,7 +613,10 @@ impl Decoder<'_> {
         let mut files = Vec::new();
         for item in items {
             if let Kind::Map(_) = item.kind {
-                let mut file = EnvFile { path: String::new(), required: true };
+                let mut file = EnvFile {
+                    path: String::new(),
+                    required: true,
+                };
                 for (k, v) in self.map_entries(item, path)? {
                     match k.name.as_str() {
                         "path" => file.path = self.string(v, path)?,
@@ -466,7 +627,10 @@ impl Decoder<'_> {
                 }
                 files.push(file);
             } else {
-                files.push(EnvFile { path: self.string(item, path)?, required: true });
+                files.push(EnvFile {
+                    path: self.string(item, path)?,
+                    required: true,
+                });
             }
         }
         Ok(files)
@@ -478,7 +642,8 @@ impl Decoder<'_> {
         for item in self.list(node, path)? {
             let spec = match &item.kind {
                 Kind::Map(_) => {
-                    let (mut target, mut published, mut host_ip, mut protocol) = (None, None, None, None);
+                    let (mut target, mut published, mut host_ip, mut protocol) =
+                        (None, None, None, None);
                     for (k, v) in self.map_entries(item, path)? {
                         match k.name.as_str() {
                             "target" => target = Some(self.string(v, path)?),
@@ -486,13 +651,24 @@ impl Decoder<'_> {
                             "host_ip" => host_ip = Some(self.string(v, path)?),
                             "protocol" => protocol = Some(self.string(v, path)?),
                             "mode" | "name" | "app_protocol" => {}
-                            _ => return Err(self.unknown(k, path, &["target", "published", "host_ip", "protocol", "mode"])),
+                            _ => {
+                                return Err(self.unknown(
+                                    k,
+                                    path,
+                                    &["target", "published", "host_ip", "protocol", "mode"],
+                                ))
+                            }
                         }
                     }
-                    let target = target.ok_or_else(|| self.err(item.line, path, "a port needs a target"))?;
+                    let target =
+                        target.ok_or_else(|| self.err(item.line, path, "a port needs a target"))?;
                     let mut spec = String::new();
                     if let Some(ip) = host_ip {
-                        spec.push_str(&if ip.contains(':') { format!("[{ip}]:") } else { format!("{ip}:") });
+                        spec.push_str(&if ip.contains(':') {
+                            format!("[{ip}]:")
+                        } else {
+                            format!("{ip}:")
+                        });
                         if published.is_none() {
                             spec.push(':');
                         }
@@ -508,7 +684,8 @@ impl Decoder<'_> {
                 }
                 _ => self.string(item, path)?,
             };
-            crate::network::ports::parse_publish(&spec).map_err(|e| self.err(item.line, path, e))?;
+            crate::network::ports::parse_publish(&spec)
+                .map_err(|e| self.err(item.line, path, e))?;
             specs.push(spec);
         }
         Ok(specs)
@@ -547,7 +724,15 @@ impl Decoder<'_> {
                         "bind" => VolumeKind::Bind,
                         "volume" => VolumeKind::Volume,
                         "tmpfs" => VolumeKind::Tmpfs,
-                        other => return Err(self.err(v.line, &p, format!("volume type {other:?} is not supported: use bind, volume or tmpfs"))),
+                        other => {
+                            return Err(self.err(
+                                v.line,
+                                &p,
+                                format!(
+                                "volume type {other:?} is not supported: use bind, volume or tmpfs"
+                            ),
+                            ))
+                        }
                     })
                 }
                 "source" => volume.source = Some(self.string(v, &p)?),
@@ -572,21 +757,53 @@ impl Decoder<'_> {
                 "tmpfs" => {
                     for (tk, tv) in self.map_entries(v, &p)? {
                         match tk.name.as_str() {
-                            "size" | "mode" => volume.tmpfs_options.push(format!("{}={}", tk.name, self.string(tv, &p)?)),
+                            "size" | "mode" => volume.tmpfs_options.push(format!(
+                                "{}={}",
+                                tk.name,
+                                self.string(tv, &p)?
+                            )),
                             _ => return Err(self.not_supported(tk, &p)),
                         }
                     }
                 }
                 "consistency" => {}
-                _ => return Err(self.unknown(k, path, &["type", "source", "target", "read_only", "bind", "volume", "tmpfs"])),
+                _ => {
+                    return Err(self.unknown(
+                        k,
+                        path,
+                        &[
+                            "type",
+                            "source",
+                            "target",
+                            "read_only",
+                            "bind",
+                            "volume",
+                            "tmpfs",
+                        ],
+                    ))
+                }
             }
         }
-        volume.kind = kind.ok_or_else(|| self.err(node.line, path, "a volume in the long syntax needs a type: bind, volume or tmpfs"))?;
+        volume.kind = kind.ok_or_else(|| {
+            self.err(
+                node.line,
+                path,
+                "a volume in the long syntax needs a type: bind, volume or tmpfs",
+            )
+        })?;
         if volume.target.is_empty() {
-            return Err(self.err(node.line, path, "a volume needs a target (the path in the container)"));
+            return Err(self.err(
+                node.line,
+                path,
+                "a volume needs a target (the path in the container)",
+            ));
         }
         if volume.kind == VolumeKind::Bind && volume.source.is_none() {
-            return Err(self.err(node.line, path, "a bind mount needs a source (the host path)"));
+            return Err(self.err(
+                node.line,
+                path,
+                "a bind mount needs a source (the host path)",
+            ));
         }
         Ok(volume)
     }
@@ -596,11 +813,16 @@ impl Decoder<'_> {
             let mut networks = Vec::new();
             for (k, v) in entries {
                 let p = format!("{path}.{}", k.name);
-                let mut network = ServiceNetwork { key: k.name.clone(), aliases: Vec::new(), line: k.line };
+                let mut network = ServiceNetwork {
+                    key: k.name.clone(),
+                    aliases: Vec::new(),
+                    line: k.line,
+                };
                 for (nk, nv) in self.map_entries(v, &p)? {
                     match nk.name.as_str() {
                         "aliases" => network.aliases = self.string_or_list(nv, &p)?,
-                        "ipv4_address" | "ipv6_address" | "link_local_ips" | "mac_address" | "driver_opts" | "priority" | "gw_priority" | "interface_name" => {
+                        "ipv4_address" | "ipv6_address" | "link_local_ips" | "mac_address"
+                        | "driver_opts" | "priority" | "gw_priority" | "interface_name" => {
                             return Err(self.not_supported(nk, &p))
                         }
                         _ => return Err(self.unknown(nk, &p, &["aliases"])),
@@ -610,11 +832,16 @@ impl Decoder<'_> {
             }
             return Ok(networks);
         }
-        Ok(self
-            .list(node, path)?
+        self.list(node, path)?
             .iter()
-            .map(|n| Ok(ServiceNetwork { key: self.string(n, path)?, aliases: Vec::new(), line: n.line }))
-            .collect::<Result<Vec<_>>>()?)
+            .map(|n| {
+                Ok(ServiceNetwork {
+                    key: self.string(n, path)?,
+                    aliases: Vec::new(),
+                    line: n.line,
+                })
+            })
+            .collect()
     }
 
     fn depends_on(&self, node: &Node, path: &str) -> Result<Vec<Dependency>> {
@@ -637,13 +864,23 @@ impl Decoder<'_> {
                         _ => return Err(self.unknown(dk, &p, &["condition"])),
                     }
                 }
-                deps.push(Dependency { service: k.name.clone(), condition, line: k.line });
+                deps.push(Dependency {
+                    service: k.name.clone(),
+                    condition,
+                    line: k.line,
+                });
             }
             return Ok(deps);
         }
         self.list(node, path)?
             .iter()
-            .map(|n| Ok(Dependency { service: self.string(n, path)?, condition: Condition::ServiceStarted, line: n.line }))
+            .map(|n| {
+                Ok(Dependency {
+                    service: self.string(n, path)?,
+                    condition: Condition::ServiceStarted,
+                    line: n.line,
+                })
+            })
             .collect()
     }
 
@@ -659,7 +896,11 @@ impl Decoder<'_> {
                             let test = self.string_or_list(v, &p)?;
                             match test.first().map(String::as_str) {
                                 Some("CMD" | "CMD-SHELL" | "NONE") => test,
-                                _ => return Err(self.err(v.line, &p, "a test list starts with \"CMD\", \"CMD-SHELL\" or \"NONE\"")),
+                                _ => return Err(self.err(
+                                    v.line,
+                                    &p,
+                                    "a test list starts with \"CMD\", \"CMD-SHELL\" or \"NONE\"",
+                                )),
                             }
                         }
                     }
@@ -674,7 +915,21 @@ impl Decoder<'_> {
                         check.test = vec!["NONE".into()];
                     }
                 }
-                _ => return Err(self.unknown(k, path, &["test", "interval", "timeout", "retries", "start_period", "start_interval", "disable"])),
+                _ => {
+                    return Err(self.unknown(
+                        k,
+                        path,
+                        &[
+                            "test",
+                            "interval",
+                            "timeout",
+                            "retries",
+                            "start_period",
+                            "start_interval",
+                            "disable",
+                        ],
+                    ))
+                }
             }
         }
         Ok(Some(check))
@@ -682,7 +937,12 @@ impl Decoder<'_> {
 
     fn volume_def(&self, key: &Key, node: &Node) -> Result<VolumeDef> {
         let path = format!("volumes.{}", key.name);
-        let mut def = VolumeDef { key: key.name.clone(), name: None, external: false, labels: BTreeMap::new() };
+        let mut def = VolumeDef {
+            key: key.name.clone(),
+            name: None,
+            external: false,
+            labels: BTreeMap::new(),
+        };
         for (k, v) in self.map_entries(node, &path)? {
             let p = format!("{path}.{}", k.name);
             match k.name.as_str() {
@@ -705,7 +965,13 @@ impl Decoder<'_> {
 
     fn network_def(&self, key: &Key, node: &Node) -> Result<NetworkDef> {
         let path = format!("networks.{}", key.name);
-        let mut def = NetworkDef { key: key.name.clone(), name: None, external: false, labels: BTreeMap::new(), subnet: None };
+        let mut def = NetworkDef {
+            key: key.name.clone(),
+            name: None,
+            external: false,
+            labels: BTreeMap::new(),
+            subnet: None,
+        };
         for (k, v) in self.map_entries(node, &path)? {
             let p = format!("{path}.{}", k.name);
             match k.name.as_str() {
@@ -723,7 +989,13 @@ impl Decoder<'_> {
                 "attachable" | "driver_opts" | "enable_ipv4" | "enable_ipv6" | "internal" => {
                     return Err(self.not_supported(k, &path))
                 }
-                _ => return Err(self.unknown(k, &path, &["name", "external", "labels", "driver", "ipam"])),
+                _ => {
+                    return Err(self.unknown(
+                        k,
+                        &path,
+                        &["name", "external", "labels", "driver", "ipam"],
+                    ))
+                }
             }
         }
         Ok(def)
@@ -737,7 +1009,11 @@ impl Decoder<'_> {
                 "config" => {
                     let configs = self.list(v, path)?;
                     if configs.len() > 1 {
-                        return Err(self.err(v.line, path, "berth networks have one subnet: give one ipam config"));
+                        return Err(self.err(
+                            v.line,
+                            path,
+                            "berth networks have one subnet: give one ipam config",
+                        ));
                     }
                     for config in configs {
                         for (ck, cv) in self.map_entries(config, path)? {
@@ -764,7 +1040,11 @@ pub fn short_volume(text: &str, line: usize) -> std::result::Result<ServiceVolum
         [target] => (None, *target, ""),
         [source, target] => (Some(*source), *target, ""),
         [source, target, mode] => (Some(*source), *target, *mode),
-        _ => return Err(format!("invalid volume {text:?}: use [SOURCE:]TARGET[:MODE]")),
+        _ => {
+            return Err(format!(
+                "invalid volume {text:?}: use [SOURCE:]TARGET[:MODE]"
+            ))
+        }
     };
     let mut volume = ServiceVolume {
         kind: VolumeKind::Volume,
@@ -791,7 +1071,11 @@ pub fn short_volume(text: &str, line: usize) -> std::result::Result<ServiceVolum
             "rw" => volume.read_only = false,
             "nocopy" => volume.nocopy = true,
             "z" | "Z" => {}
-            other => return Err(format!("invalid volume {text:?}: unknown mode {other:?} (use ro, rw or nocopy)")),
+            other => {
+                return Err(format!(
+                    "invalid volume {text:?}: unknown mode {other:?} (use ro, rw or nocopy)"
+                ))
+            }
         }
     }
     Ok(volume)
@@ -800,8 +1084,13 @@ pub fn short_volume(text: &str, line: usize) -> std::result::Result<ServiceVolum
 /// docker compose's service names: letters, digits, `_`, `.`, `-`.
 fn check_service_name(name: &str) -> std::result::Result<(), String> {
     let ok = !name.is_empty()
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if ok {
         Ok(())
     } else {
@@ -902,7 +1191,11 @@ mod tests {
 
     fn decode(text: &str) -> Result<ComposeFile> {
         let root = yaml::parse(text).unwrap();
-        Decoder { file: "compose.yaml", warnings: Vec::new() }.file(&root)
+        Decoder {
+            file: "compose.yaml",
+            warnings: Vec::new(),
+        }
+        .file(&root)
     }
 
     #[test]
@@ -944,8 +1237,14 @@ networks:
         )
         .unwrap();
         let web = file.service("web").unwrap();
-        assert_eq!(web.command.as_deref().unwrap(), ["httpd", "-f", "-p", "80", "-h", "/www root"]);
-        assert_eq!(web.environment, vec![("A".into(), Some("1".into())), ("B".into(), None)]);
+        assert_eq!(
+            web.command.as_deref().unwrap(),
+            ["httpd", "-f", "-p", "80", "-h", "/www root"]
+        );
+        assert_eq!(
+            web.environment,
+            vec![("A".into(), Some("1".into())), ("B".into(), None)]
+        );
         assert_eq!(web.ports, vec!["8080:80", "8081:81/udp"]);
         assert_eq!(web.volumes[0].kind, VolumeKind::Volume);
         assert!(web.volumes[0].read_only);
@@ -961,21 +1260,38 @@ networks:
         assert_eq!(web.labels["team"], "web");
         assert_eq!(web.networks[0].aliases, vec!["www"]);
         let db = file.service("db").unwrap();
-        assert_eq!(db.build.as_ref().unwrap().args, vec![("VERSION".into(), Some("2".into()))]);
+        assert_eq!(
+            db.build.as_ref().unwrap().args,
+            vec![("VERSION".into(), Some("2".into()))]
+        );
     }
 
     #[test]
     fn unknown_and_unsupported_keys_name_the_key_and_line() {
         let err = decode("services:\n  web:\n    image: busybox\n    imagee: x\n").unwrap_err();
-        assert_eq!(err, "compose.yaml:4: services.web: unknown key \"imagee\" (did you mean \"image\"?)");
-        let err = decode("services:\n  web:\n    image: busybox\n    privileged: true\n").unwrap_err();
-        assert!(err.starts_with("compose.yaml:4: services.web: key \"privileged\" is not supported"), "{err}");
+        assert_eq!(
+            err,
+            "compose.yaml:4: services.web: unknown key \"imagee\" (did you mean \"image\"?)"
+        );
+        let err =
+            decode("services:\n  web:\n    image: busybox\n    privileged: true\n").unwrap_err();
+        assert!(
+            err.starts_with("compose.yaml:4: services.web: key \"privileged\" is not supported"),
+            "{err}"
+        );
         let err = decode("services:\n  web:\n    image: busybox\nsecrets:\n  s: {}\n").unwrap_err();
         assert!(err.contains(":4:") && err.contains("\"secrets\""), "{err}");
-        let err = decode("services:\n  web:\n    image: busybox\n    ports: [\"x:80\"]\n").unwrap_err();
-        assert!(err.starts_with("compose.yaml:4: services.web.ports:"), "{err}");
+        let err =
+            decode("services:\n  web:\n    image: busybox\n    ports: [\"x:80\"]\n").unwrap_err();
+        assert!(
+            err.starts_with("compose.yaml:4: services.web.ports:"),
+            "{err}"
+        );
         let err = decode("services:\n  web:\n    init: yes\n    image: busybox\n").unwrap_err();
-        assert!(err.contains(":3:") && err.contains("true or false"), "{err}");
+        assert!(
+            err.contains(":3:") && err.contains("true or false"),
+            "{err}"
+        );
         let err = decode("services:\n  web:\n    command: echo\n").unwrap_err();
         assert!(err.contains("neither an image nor a build"), "{err}");
         assert!(decode("version: '3'\nservices:\n  a: {image: x, x-note: 1}\nx-any: 2\n").is_ok());
@@ -983,15 +1299,24 @@ networks:
 
     #[test]
     fn shell_words_split_like_a_shell() {
-        assert_eq!(split_shell_words("sh -c 'echo hi; exit 3'").unwrap(), vec!["sh", "-c", "echo hi; exit 3"]);
-        assert_eq!(split_shell_words(r#"a "b c" d\ e ''"#).unwrap(), vec!["a", "b c", "d e", ""]);
+        assert_eq!(
+            split_shell_words("sh -c 'echo hi; exit 3'").unwrap(),
+            vec!["sh", "-c", "echo hi; exit 3"]
+        );
+        assert_eq!(
+            split_shell_words(r#"a "b c" d\ e ''"#).unwrap(),
+            vec!["a", "b c", "d e", ""]
+        );
         assert!(split_shell_words("'open").is_err());
     }
 
     #[test]
     fn short_volumes_tell_binds_from_volumes() {
         assert_eq!(short_volume("~/x:/x", 1).unwrap().kind, VolumeKind::Bind);
-        assert_eq!(short_volume("name:/x:ro,nocopy", 1).unwrap().kind, VolumeKind::Volume);
+        assert_eq!(
+            short_volume("name:/x:ro,nocopy", 1).unwrap().kind,
+            VolumeKind::Volume
+        );
         assert!(short_volume("a:/b:c:d", 1).is_err());
         assert!(short_volume("a:/b:sometimes", 1).is_err());
     }

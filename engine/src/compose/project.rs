@@ -83,21 +83,40 @@ pub fn load(options: &LoadOptions) -> Result<Project, ComposeError> {
             .ok()
             .or_else(|| dotenv.get(name).cloned())
     };
-    let label = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut root = yaml::parse(&text).map_err(|e| ComposeError::Invalid(format!("{label}: {e}")))?;
+    let label = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut root =
+        yaml::parse(&text).map_err(|e| ComposeError::Invalid(format!("{label}: {e}")))?;
     interpolate_tree(&mut root, &lookup, &mut warnings)
         .map_err(|(line, e)| ComposeError::Invalid(format!("{label}:{line}: {e}")))?;
-    let model = Decoder { file: &label, warnings: Vec::new() }
-        .file(&root)
-        .map_err(ComposeError::Invalid)?;
+    let model = Decoder {
+        file: &label,
+        warnings: Vec::new(),
+    }
+    .file(&root)
+    .map_err(ComposeError::Invalid)?;
     warnings.extend(model.warnings.iter().cloned());
-    for name in ["compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml", "docker-compose.override.yml"] {
+    for name in [
+        "compose.override.yaml",
+        "compose.override.yml",
+        "docker-compose.override.yaml",
+        "docker-compose.override.yml",
+    ] {
         if options.files.is_empty() && dir.join(name).exists() {
             warnings.push(format!("{name} is not read: berth compose reads one file (merging override files is not supported)"));
         }
     }
     let name = project_name(options, &model, &dir, &lookup)?;
-    let project = Project { name, dir, file, model, dotenv, warnings };
+    let project = Project {
+        name,
+        dir,
+        file,
+        model,
+        dotenv,
+        warnings,
+    };
     project.check()?;
     Ok(project)
 }
@@ -140,7 +159,10 @@ fn absolute(path: &Path, base: &Path) -> PathBuf {
 }
 
 /// `.env` in the project directory, or `--env-file`.
-fn read_dotenv(options: &LoadOptions, dir: &Path) -> Result<BTreeMap<String, String>, ComposeError> {
+fn read_dotenv(
+    options: &LoadOptions,
+    dir: &Path,
+) -> Result<BTreeMap<String, String>, ComposeError> {
     let path = match &options.env_file {
         Some(path) => absolute(path, &options.working_dir),
         None => {
@@ -197,8 +219,13 @@ fn project_name(
         .or_else(|| lookup("COMPOSE_PROJECT_NAME").filter(|n| !n.is_empty()))
         .or_else(|| model.name.clone());
     if let Some(name) = explicit {
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if !valid {
             return Err(ComposeError::Invalid(format!(
                 "invalid project name {name:?}: it must contain only lowercase letters, digits, dashes and underscores, and begin with a lowercase letter or digit"
@@ -206,7 +233,10 @@ fn project_name(
         }
         return Ok(name);
     }
-    let base = dir.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let base = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     let normalized: String = base
         .chars()
         .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_')
@@ -224,14 +254,21 @@ fn project_name(
 impl Project {
     /// A variable from the environment, else from `.env`.
     pub fn lookup(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().or_else(|| self.dotenv.get(name).cloned())
+        std::env::var(name)
+            .ok()
+            .or_else(|| self.dotenv.get(name).cloned())
     }
 
     pub fn service(&self, name: &str) -> Result<&Service, ComposeError> {
         self.model.service(name).ok_or_else(|| {
             ComposeError::Invalid(format!(
                 "no such service: {name} (the services are: {})",
-                self.model.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                self.model
+                    .services
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })
     }
@@ -322,10 +359,18 @@ impl Project {
 
     /// `names` and, with `with_dependencies`, every service they depend on;
     /// in start order (dependencies first). Empty `names`: every service.
-    pub fn start_order(&self, names: &[String], with_dependencies: bool) -> Result<Vec<&Service>, ComposeError> {
+    pub fn start_order(
+        &self,
+        names: &[String],
+        with_dependencies: bool,
+    ) -> Result<Vec<&Service>, ComposeError> {
         let mut wanted: BTreeSet<&str> = BTreeSet::new();
         let mut queue: Vec<&str> = if names.is_empty() {
-            self.model.services.iter().map(|s| s.name.as_str()).collect()
+            self.model
+                .services
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect()
         } else {
             names.iter().map(String::as_str).collect()
         };
@@ -336,7 +381,10 @@ impl Project {
             }
         }
         let order = super::graph::start_order(&self.model)?;
-        Ok(order.into_iter().filter(|s| wanted.contains(s.name.as_str())).collect())
+        Ok(order
+            .into_iter()
+            .filter(|s| wanted.contains(s.name.as_str()))
+            .collect())
     }
 
     /// Whole-file checks: dependencies exist and form no cycle, networks
@@ -345,13 +393,22 @@ impl Project {
         let invalid = |line: usize, message: String| {
             ComposeError::Invalid(format!(
                 "{}:{line}: {message}",
-                self.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                self.file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             ))
         };
         for service in &self.model.services {
             for dep in &service.depends_on {
                 if self.model.service(&dep.service).is_none() {
-                    return Err(invalid(dep.line, format!("service {:?} depends on undefined service {:?}", service.name, dep.service)));
+                    return Err(invalid(
+                        dep.line,
+                        format!(
+                            "service {:?} depends on undefined service {:?}",
+                            service.name, dep.service
+                        ),
+                    ));
                 }
             }
             if service.networks.len() > 1 {
@@ -382,7 +439,9 @@ impl Project {
                 }
             }
             if let Some(restart) = &service.restart {
-                crate::container::RestartPolicy::parse(restart).map_err(|e| invalid(service.line, format!("service {:?}: {e}", service.name)))?;
+                crate::container::RestartPolicy::parse(restart).map_err(|e| {
+                    invalid(service.line, format!("service {:?}: {e}", service.name))
+                })?;
             }
         }
         super::graph::start_order(&self.model)?;
@@ -396,7 +455,10 @@ mod tests {
 
     fn project_in(dir: &Path, text: &str) -> Result<Project, ComposeError> {
         std::fs::write(dir.join("compose.yaml"), text).unwrap();
-        load(&LoadOptions { working_dir: dir.to_path_buf(), ..Default::default() })
+        load(&LoadOptions {
+            working_dir: dir.to_path_buf(),
+            ..Default::default()
+        })
     }
 
     #[test]
@@ -418,8 +480,16 @@ mod tests {
     #[test]
     fn dotenv_and_environment_feed_interpolation_and_the_name() {
         let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join(".env"), "COMPOSE_PROJECT_NAME=fromenv\nTAG=1.5\n").unwrap();
-        let p = project_in(tmp.path(), "services:\n  web: {image: \"busybox:${TAG}\", command: \"echo $${HOME}\"}\n").unwrap();
+        std::fs::write(
+            tmp.path().join(".env"),
+            "COMPOSE_PROJECT_NAME=fromenv\nTAG=1.5\n",
+        )
+        .unwrap();
+        let p = project_in(
+            tmp.path(),
+            "services:\n  web: {image: \"busybox:${TAG}\", command: \"echo $${HOME}\"}\n",
+        )
+        .unwrap();
         assert_eq!(p.name, "fromenv");
         let web = p.service("web").unwrap();
         assert_eq!(web.image.as_deref(), Some("busybox:1.5"));
@@ -429,16 +499,50 @@ mod tests {
     #[test]
     fn whole_file_mistakes_are_reported_with_their_line() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = project_in(tmp.path(), "services:\n  web:\n    image: x\n    depends_on: [db]\n").unwrap_err().to_string();
-        assert!(err.contains("compose.yaml:4:") && err.contains("undefined service \"db\""), "{err}");
-        let err = project_in(tmp.path(), "services:\n  web:\n    image: x\n    volumes: [data:/d]\n").unwrap_err().to_string();
-        assert!(err.contains("compose.yaml:4:") && err.contains("undefined volume data"), "{err}");
-        let err = project_in(tmp.path(), "services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, depends_on: [a]}\n").unwrap_err().to_string();
+        let err = project_in(
+            tmp.path(),
+            "services:\n  web:\n    image: x\n    depends_on: [db]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("compose.yaml:4:") && err.contains("undefined service \"db\""),
+            "{err}"
+        );
+        let err = project_in(
+            tmp.path(),
+            "services:\n  web:\n    image: x\n    volumes: [data:/d]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("compose.yaml:4:") && err.contains("undefined volume data"),
+            "{err}"
+        );
+        let err = project_in(
+            tmp.path(),
+            "services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, depends_on: [a]}\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("cycle"), "{err}");
-        let err = project_in(tmp.path(), "services:\n  web:\n    image: \"${NOPE:?set NOPE}\"\n").unwrap_err().to_string();
-        assert!(err.contains("compose.yaml:3:") && err.contains("set NOPE"), "{err}");
+        let err = project_in(
+            tmp.path(),
+            "services:\n  web:\n    image: \"${NOPE:?set NOPE}\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("compose.yaml:3:") && err.contains("set NOPE"),
+            "{err}"
+        );
         let missing = tempfile::tempdir().unwrap();
-        let err = load(&LoadOptions { working_dir: missing.path().to_path_buf(), ..Default::default() }).unwrap_err().to_string();
+        let err = load(&LoadOptions {
+            working_dir: missing.path().to_path_buf(),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("no configuration file provided"), "{err}");
     }
 
@@ -447,8 +551,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = project_in(tmp.path(), "services:\n  app: {image: x, depends_on: [db, cache]}\n  db: {image: x}\n  cache: {image: x, depends_on: [db]}\n  other: {image: x}\n").unwrap();
         let names = |v: Vec<&Service>| v.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
-        assert_eq!(names(p.start_order(&["app".into()], true).unwrap()), vec!["db", "cache", "app"]);
-        assert_eq!(names(p.start_order(&["app".into()], false).unwrap()), vec!["app"]);
+        assert_eq!(
+            names(p.start_order(&["app".into()], true).unwrap()),
+            vec!["db", "cache", "app"]
+        );
+        assert_eq!(
+            names(p.start_order(&["app".into()], false).unwrap()),
+            vec!["app"]
+        );
         assert_eq!(names(p.start_order(&[], true).unwrap()).len(), 4);
     }
 }

@@ -27,7 +27,10 @@ pub enum Kind {
     Null,
     /// Any scalar, as text; `quoted` when it was written in quotes or as a
     /// block (then `true` or `80` are strings, never booleans or numbers).
-    Scalar { text: String, quoted: bool },
+    Scalar {
+        text: String,
+        quoted: bool,
+    },
     Seq(Vec<Node>),
     /// Keys in file order (merged keys after the explicit ones).
     Map(Vec<(Key, Node)>),
@@ -66,7 +69,12 @@ pub fn parse(text: &str) -> Result<Node, String> {
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, false).map_err(|e| {
         let mark = e.marker();
-        format!("line {}, column {}: {}", mark.line(), mark.col() + 1, e.info())
+        format!(
+            "line {}, column {}: {}",
+            mark.line(),
+            mark.col() + 1,
+            e.info()
+        )
     })?;
     if let Some(err) = builder.error {
         return Err(err);
@@ -119,12 +127,12 @@ impl Builder {
             Event::Scalar(text, style, anchor, tag) => {
                 check_tag(tag.as_ref(), line)?;
                 let quoted = style != TScalarStyle::Plain;
-                let kind = if !quoted && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL")
-                {
-                    Kind::Null
-                } else {
-                    Kind::Scalar { text, quoted }
-                };
+                let kind =
+                    if !quoted && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+                        Kind::Null
+                    } else {
+                        Kind::Scalar { text, quoted }
+                    };
                 self.finish(Node { line, kind }, anchor)
             }
             Event::Alias(anchor) => {
@@ -309,7 +317,8 @@ mod tests {
 
     #[test]
     fn nodes_remember_their_lines() {
-        let root = parse("services:\n  web:\n    image: busybox\n    ports:\n      - 80\n").unwrap();
+        let root =
+            parse("services:\n  web:\n    image: busybox\n    ports:\n      - 80\n").unwrap();
         let web = root.get("services").unwrap().get("web").unwrap();
         assert_eq!(web.line, 3);
         let image = web.get("image").unwrap();
@@ -338,9 +347,15 @@ mod tests {
         let root = parse("a:\nb: ~\nc: 'null'\nd: \"80\"\n").unwrap();
         assert_eq!(root.get("a").unwrap().kind, Kind::Null);
         assert_eq!(root.get("b").unwrap().kind, Kind::Null);
-        assert!(matches!(root.get("c").unwrap().kind, Kind::Scalar { quoted: true, .. }));
+        assert!(matches!(
+            root.get("c").unwrap().kind,
+            Kind::Scalar { quoted: true, .. }
+        ));
         let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
-        assert!(err.contains("line 3") && err.contains("duplicate key \"a\""), "{err}");
+        assert!(
+            err.contains("line 3") && err.contains("duplicate key \"a\""),
+            "{err}"
+        );
     }
 
     #[test]

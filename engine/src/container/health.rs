@@ -264,7 +264,12 @@ fn detach_from_monitor(log: &std::path::Path) {
         }
     }
     use nix::sys::signal::{signal, SigHandler, SigSet, Signal};
-    for sig in [Signal::SIGPIPE, Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT] {
+    for sig in [
+        Signal::SIGPIPE,
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+    ] {
         // SAFETY: SIG_DFL installs no handler code.
         unsafe {
             let _ = signal(sig, SigHandler::SigDfl);
@@ -349,8 +354,8 @@ fn run_probe(
     let spec = oci_spec::runtime::Spec::load(&bundle_config)
         .map_err(|e| format!("read {}: {e}", bundle_config.display()))?;
     let process = spec.process().clone().unwrap_or_default();
-    let (out_read, out_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| format!("pipe: {e}"))?;
+    let (out_read, out_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let null: OwnedFd = File::open("/dev/null")
         .map_err(|e| format!("/dev/null: {e}"))?
         .into();
@@ -370,8 +375,8 @@ fn run_probe(
         capabilities: process.capabilities().clone(),
         no_new_privileges: process.no_new_privileges().unwrap_or(false),
     };
-    let launched = runtime_bridge::exec(&roots.runtime(), &record.id, request)
-        .map_err(|e| e.to_string())?;
+    let launched =
+        runtime_bridge::exec(&roots.runtime(), &record.id, request).map_err(|e| e.to_string())?;
     collect(launched.pid, out_read, check.timeout())
 }
 
@@ -397,8 +402,8 @@ fn collect(pid: i32, output: OwnedFd, timeout: Duration) -> Result<(i32, String)
                 format!("Health check exceeded timeout ({})", go_duration(timeout)),
             ));
         }
-        let millis = PollTimeout::try_from(left.as_millis().min(60_000) as i32)
-            .unwrap_or(PollTimeout::MAX);
+        let millis =
+            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
         let mut fds = vec![PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
         if let Some(pipe) = &pipe {
             fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
@@ -408,7 +413,9 @@ fn collect(pid: i32, output: OwnedFd, timeout: Duration) -> Result<(i32, String)
             Err(err) => return Err(format!("poll: {err}")),
         }
         let exited = fds[0].revents().is_some_and(|r| !r.is_empty());
-        let readable = fds.get(1).is_some_and(|p| p.revents().is_some_and(|r| !r.is_empty()));
+        let readable = fds
+            .get(1)
+            .is_some_and(|p| p.revents().is_some_and(|r| !r.is_empty()));
         drop(fds);
         if readable && !read_some(&mut pipe, &mut text) {
             pipe = None;

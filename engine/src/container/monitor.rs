@@ -326,12 +326,10 @@ impl Monitor {
             let status = self.serve(pid, &mut outputs);
             let record = self.record_exit(status);
             let Some(record) = record else { return 0 };
-            let policy = record.host.restart_policy;
-            if !policy.should_restart(
-                status,
-                record.state.restart_count,
-                record.state.stopped_by_user,
-            ) {
+            // record_exit decided under the record's lock (and counted the
+            // restart already: asking the policy again here would see one
+            // restart too many and stop `on-failure:N` one run early).
+            if record.state.status != Status::Restarting {
                 // The host ports must be free when `stop` returns (a `run -p`
                 // of the same port may follow at once).
                 self.release_network();

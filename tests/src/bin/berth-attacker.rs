@@ -389,12 +389,20 @@ fn release_agents() {
 /// Make a node for the host's first disk and open it: the device cgroup
 /// must refuse the open even though mknod (CAP_MKNOD) is allowed.
 fn host_disk() {
+    // The test names a device the host itself can open (BERTH_ATTACK_DISK=
+    // MAJOR:MINOR), so a refusal here is the container's, not the host's.
+    let named = std::env::var("BERTH_ATTACK_DISK").ok().and_then(|v| {
+        let (a, b) = v.split_once(':')?;
+        Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
+    });
     let partitions = fs::read_to_string("/proc/partitions").unwrap_or_default();
-    let Some((major, minor)) = partitions.lines().skip(2).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.len() == 4)
-            .then(|| (f[0].parse::<u32>().ok(), f[1].parse::<u32>().ok()))
-            .and_then(|(a, b)| Some((a?, b?)))
+    let Some((major, minor)) = named.or_else(|| {
+        partitions.lines().skip(2).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 4)
+                .then(|| (f[0].parse::<u32>().ok(), f[1].parse::<u32>().ok()))
+                .and_then(|(a, b)| Some((a?, b?)))
+        })
     }) else {
         println!("open_host_disk refused no-disk-listed");
         return;
