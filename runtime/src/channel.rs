@@ -280,7 +280,10 @@ mod tests {
     #[test]
     fn a_send_to_a_child_that_failed_reports_the_childs_reason() {
         let (parent, child) = channel().unwrap();
-        child.send_failure(&Error::sys("create mount point /proc", nix::errno::Errno::ENOENT));
+        child.send_failure(&Error::sys(
+            "create mount point /proc",
+            nix::errno::Errno::ENOENT,
+        ));
         drop(child);
         assert_eq!(
             parent.send_joined().unwrap_err().to_string(),

@@ -611,7 +611,11 @@ fn restart_policies_follow_docker() {
         "1",
         "the last run's own status is recorded"
     );
-    assert_eq!(lab.inspect("flaky", "{{.State.Error}}"), "", "not a monitor failure");
+    assert_eq!(
+        lab.inspect("flaky", "{{.State.Error}}"),
+        "",
+        "not a monitor failure"
+    );
     lab.detached(&[
         "--name",
         "forever",
@@ -872,7 +876,10 @@ fn a_killed_monitor_is_detected_and_stop_still_cleans_up() {
     // Its parent (the monitor) is dead, so whoever adopted it reaps it: it may
     // linger as a zombie for a moment, but it no longer runs.
     let state = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap_or_default();
-    assert!(state.is_empty() || state.contains(") Z "), "PID 1 no longer runs: {state}");
+    assert!(
+        state.is_empty() || state.contains(") Z "),
+        "PID 1 no longer runs: {state}"
+    );
     assert!(!lab.cgroup_exists(&id), "cgroup is gone");
     lab.ok(&["start", "orphan"]);
     assert_eq!(

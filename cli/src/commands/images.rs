@@ -2,7 +2,6 @@
 //! group (`image ls|inspect|rm|tag|load|save`), with docker's flags, output
 //! and exit status (1 when the command fails, like docker's image commands).
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;

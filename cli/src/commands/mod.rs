@@ -52,7 +52,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  berth top web")]
     Top(top::TopArgs),
     /// Build an image from a Dockerfile.
-    #[command(after_help = "Examples:\n  berth build -t app:1 .\n  berth build --build-arg V=2 --target builder -f ci/Dockerfile .")]
+    #[command(
+        after_help = "Examples:\n  berth build -t app:1 .\n  berth build --build-arg V=2 --target builder -f ci/Dockerfile ."
+    )]
     Build(build::BuildArgs),
     #[command(flatten)]
     Registry(registry::RegistryCommand),
