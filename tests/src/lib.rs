@@ -239,37 +239,13 @@ pub fn unmount_everything_below(dir: &Path) {
     let mut points: Vec<PathBuf> = mountinfo
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape_mount_path(p)))
+        .map(|p| PathBuf::from(berth_runtime::mountinfo::unescape(p)))
         .filter(|p| p.starts_with(dir))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for point in points {
         let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
     }
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
-fn unescape_mount_path(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| u8::from_str_radix(d, 8).ok());
-        match (bytes[i], octal) {
-            (b'\\', Some(code)) => {
-                out.push(code);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Text of a command's stdout and stderr, for assertion messages.
@@ -280,4 +256,94 @@ pub fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A [`TestRoot`] with the busybox fixture loaded, for tests that run
+/// containers. On drop every container is force-removed, so no process,
+/// cgroup or mount outlives a failed test (then the root itself goes).
+pub struct Lab {
+    pub root: TestRoot,
+}
+
+impl Lab {
+    /// A fresh root with `busybox:latest` loaded.
+    pub fn new() -> Lab {
+        require_root();
+        let root = TestRoot::new();
+        let archive = fixture("busybox/docker-archive.tar");
+        root.ok(["load", "-i", archive.to_str().unwrap()]);
+        Lab { root }
+    }
+
+    /// `berth ARGS`, whatever the status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.root.run(args)
+    }
+
+    /// `berth ARGS`, asserted to succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.root.ok(args)
+    }
+
+    /// `berth ARGS`, asserted to succeed; its whole output (stderr too).
+    pub fn ok_output(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(out.status.success(), "berth {args:?}: {}", describe(&out));
+        out
+    }
+
+    /// `berth run -d ARGS`: the new container's full id.
+    pub fn detached(&self, args: &[&str]) -> String {
+        let mut full = vec!["run", "-d"];
+        full.extend_from_slice(args);
+        let id = self.ok(&full).trim().to_string();
+        assert_eq!(id.len(), 64, "run -d prints the full id, got {id:?}");
+        id
+    }
+
+    /// `berth inspect -f TEMPLATE NAME`, trimmed.
+    pub fn inspect(&self, name: &str, template: &str) -> String {
+        self.ok(&["inspect", "-f", template, name])
+            .trim()
+            .to_string()
+    }
+
+    /// Poll `inspect` until `template` renders `want`, at most `limit`. Only
+    /// for states no event announces (e.g. the end of a restart back-off).
+    pub fn eventually(&self, name: &str, template: &str, want: &str, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let got = self.inspect(name, template);
+            if got == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{template} of {name} is {got:?}, wanted {want:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Whether any cgroup hierarchy still has container `id`'s directory.
+    pub fn cgroup_exists(&self, id: &str) -> bool {
+        ["memory", "pids", "cpu", "unified"]
+            .iter()
+            .any(|h| Path::new(&format!("/sys/fs/cgroup/{h}/berth/{id}")).exists())
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = self.root.run(["ps", "-aq", "--no-trunc"]);
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = self.root.run(["rm", "-f", id]);
+        }
+    }
 }

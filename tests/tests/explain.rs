@@ -8,46 +8,7 @@
 use std::net::TcpListener;
 use std::process::{Command, Output};
 
-use berth_tests::{describe, fixture, require_root, TestRoot};
-
-/// A root with busybox loaded; every container is removed on drop.
-struct Lab {
-    root: TestRoot,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        require_root();
-        let root = TestRoot::new();
-        let archive = fixture("busybox/docker-archive.tar");
-        root.ok(["load", "-i", archive.to_str().unwrap()]);
-        Lab { root }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.root.run(args)
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert!(out.status.success(), "berth {args:?}: {}", describe(&out));
-        out
-    }
-
-    fn inspect(&self, name: &str, template: &str) -> String {
-        let out = self.ok(&["inspect", "-f", template, name]);
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let out = self.root.run(["ps", "-aq", "--no-trunc"]);
-        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = self.root.run(["rm", "-f", id]);
-        }
-    }
-}
+use berth_tests::{describe, Lab};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -93,7 +54,7 @@ fn the_narration_of_a_run_names_what_is_then_found_on_the_host() {
     let lab = Lab::new();
     let port = free_port().to_string();
     let publish = format!("{port}:80");
-    let out = lab.ok(&[
+    let out = lab.ok_output(&[
         "run",
         "--explain",
         "-d",
@@ -204,7 +165,7 @@ fn the_narration_of_a_run_names_what_is_then_found_on_the_host() {
     assert!(line_with(&narration, "clone3(").contains("CLONE_NEWPID"));
 
     // None of it went to the container's stderr: httpd -f writes nothing.
-    let logs = lab.ok(&["logs", "web"]);
+    let logs = lab.ok_output(&["logs", "web"]);
     assert!(
         logs.stdout.is_empty() && logs.stderr.is_empty(),
         "{}",
@@ -215,7 +176,7 @@ fn the_narration_of_a_run_names_what_is_then_found_on_the_host() {
 #[test]
 fn the_narration_is_on_stderr_and_the_output_on_stdout() {
     let lab = Lab::new();
-    let out = lab.ok(&["run", "--explain", "--rm", "busybox", "echo", "hi"]);
+    let out = lab.ok_output(&["run", "--explain", "--rm", "busybox", "echo", "hi"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
     let narration = stderr(&out);
     assert!(line_with(&narration, "execve(").contains(r#"["echo", "hi"]"#));
@@ -231,14 +192,14 @@ fn the_narration_is_on_stderr_and_the_output_on_stdout() {
     assert!(position("pivot_root into") < position("execve("));
 
     // Without --explain, a run says nothing on stderr.
-    let quiet = lab.ok(&["run", "--rm", "busybox", "echo", "hi"]);
+    let quiet = lab.ok_output(&["run", "--rm", "busybox", "echo", "hi"]);
     assert!(quiet.stderr.is_empty(), "{}", describe(&quiet));
 }
 
 #[test]
 fn create_explains_the_record_and_start_explains_the_construction() {
     let lab = Lab::new();
-    let created = lab.ok(&["create", "--explain", "--name", "job", "busybox", "true"]);
+    let created = lab.ok_output(&["create", "--explain", "--name", "job", "busybox", "true"]);
     let narration = stderr(&created);
     assert!(line_with(&narration, "recorded container").contains("(job)"));
     assert!(
@@ -250,7 +211,7 @@ fn create_explains_the_record_and_start_explains_the_construction() {
         "create must not start anything: {narration}"
     );
 
-    let started = lab.ok(&["start", "--explain", "job"]);
+    let started = lab.ok_output(&["start", "--explain", "job"]);
     let narration = stderr(&started);
     assert!(line_with(&narration, "pivot_root into").contains("/rootfs"));
     assert!(line_with(&narration, "execve(").contains(r#"["true"]"#));

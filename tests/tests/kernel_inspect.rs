@@ -4,31 +4,8 @@
 
 use std::net::TcpListener;
 
-use berth_tests::{describe, fixture, require_root, TestRoot};
+use berth_tests::{describe, Lab};
 use serde_json::Value;
-
-struct Lab {
-    root: TestRoot,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        require_root();
-        let root = TestRoot::new();
-        let archive = fixture("busybox/docker-archive.tar");
-        root.ok(["load", "-i", archive.to_str().unwrap()]);
-        Lab { root }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let out = self.root.run(["ps", "-aq", "--no-trunc"]);
-        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = self.root.run(["rm", "-f", id]);
-        }
-    }
-}
 
 fn inode(link: &str) -> u64 {
     let target = std::fs::read_link(link).unwrap();

@@ -6,78 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use berth_tests::{describe, fixture, require_root, TestRoot};
-
-/// A test root with busybox:latest loaded; on drop every container is
-/// force-removed (so no process, cgroup or mount outlives a failed test).
-struct Lab {
-    root: TestRoot,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        require_root();
-        let root = TestRoot::new();
-        let archive = fixture("busybox/docker-archive.tar");
-        root.ok(["load", "-i", archive.to_str().unwrap()]);
-        Lab { root }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.root.ok(args)
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        self.root.run(args)
-    }
-
-    /// `berth run -d ARGS`, returning the id.
-    fn detached(&self, args: &[&str]) -> String {
-        let mut full = vec!["run", "-d"];
-        full.extend_from_slice(args);
-        let id = self.ok(&full).trim().to_string();
-        assert_eq!(id.len(), 64, "run -d prints the full id, got {id:?}");
-        id
-    }
-
-    fn inspect(&self, name: &str, template: &str) -> String {
-        self.ok(&["inspect", "-f", template, name])
-            .trim()
-            .to_string()
-    }
-
-    /// Poll `inspect` until `template` renders `want`, at most `limit`.
-    /// (Used only where no event exists to wait on: restart back-off.)
-    fn eventually(&self, name: &str, template: &str, want: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let got = self.inspect(name, template);
-            if got == want {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{template} of {name} is {got:?}, wanted {want:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn cgroup_exists(&self, id: &str) -> bool {
-        ["memory", "pids", "cpu", "unified"]
-            .iter()
-            .any(|h| std::path::Path::new(&format!("/sys/fs/cgroup/{h}/berth/{id}")).exists())
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let out = self.root.run(["ps", "-aq", "--no-trunc"]);
-        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = self.root.run(["rm", "-f", id]);
-        }
-    }
-}
+use berth_tests::{describe, fixture, Lab};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
