@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         }
     };
     // Commands that put processes into containers run from a read-only view
-    // of this binary (CVE-2019-5736; engine security::sealed_exe).
+    // of this binary (CVE-2019-5736; runtime sealed_exe).
     if commands::security::starts_container_processes(&cli.command) {
         if let Err(err) = berth_engine::security::sealed_exe::reexec_protected() {
             eprintln!("berth: {err}");

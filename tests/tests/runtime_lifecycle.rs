@@ -502,3 +502,28 @@ fn an_exec_process_without_capabilities_gets_the_containers_not_the_runtimes() {
     assert_eq!(out.trim(), "CapEff:\t0000000020000420");
     rt.ok(["delete", "--force", &id]);
 }
+
+#[test]
+fn a_created_init_runs_from_a_read_only_view_of_berth_runtime() {
+    // CVE-2019-5736 class: until `start`, the container's init is still the
+    // berth-runtime binary. Its executable must sit on a read-only mount,
+    // so that no process that later shares the container can open it for
+    // writing (the kernel's ETXTBSY stops protecting it once it stops
+    // running; the read-only mount does not).
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["true"]);
+    let id = unique_id("sealed");
+    rt.create(&bundle, &id);
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let exe = std::fs::File::open(format!("/proc/{pid}/exe")).unwrap();
+    let stat = nix::sys::statvfs::fstatvfs(&exe).unwrap();
+    assert!(
+        stat.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
+        "the waiting init's executable is on a read-only mount"
+    );
+    let write = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{pid}/exe"));
+    assert!(write.is_err(), "and cannot be opened for writing");
+    rt.ok(["delete", "--force", id.as_str()]);
+}

@@ -26,7 +26,9 @@ pub mod capabilities;
 pub mod default_seccomp;
 pub mod devices;
 pub mod inheritance;
-pub mod sealed_exe;
+/// The CVE-2019-5736 defense lives in the runtime crate, so that the
+/// `berth-runtime` binary uses it too.
+pub use berth_runtime::sealed_exe;
 pub mod seccomp_profile;
 
 use std::path::PathBuf;

@@ -214,6 +214,16 @@ fn run(cli: Cli) -> Result<u8> {
             "--systemd-cgroup is not supported: berth-runtime manages cgroupfs itself; run without it (containerd: SystemdCgroup = false, podman: cgroup_manager = \"cgroupfs\")"
         );
     }
+    // Verbs that put processes into a container run from a read-only view
+    // of this binary, so no container can overwrite it (CVE-2019-5736; see
+    // the runtime's sealed_exe module). The re-executed process starts over
+    // from main with the same arguments.
+    if matches!(
+        command,
+        Command::Create(_) | Command::Run { .. } | Command::Exec(_)
+    ) {
+        rt::sealed_exe::reexec_protected()?;
+    }
     let root = cli.root.as_path();
     match command {
         Command::Create(args) => {
