@@ -227,10 +227,17 @@ impl Harness {
             return false;
         }
         let id = running[self.rng.gen_range(0..running.len())].clone();
-        let pid = self.ok(&["inspect", "-f", "{{.State.Pid}}", &id]);
-        let Some(monitor) = parent_of(pid.trim().parse().unwrap_or(0)) else {
+        // The monitor berth reports (0 when it is already gone): never the
+        // parent of PID 1, which for an orphaned container is whatever
+        // process adopted it, not one this test started.
+        let monitor: i32 = self
+            .ok(&["inspect", "-f", "{{.State.MonitorPid}}", &id])
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if monitor <= 0 {
             return false;
-        };
+        }
         // SAFETY: kill(2) of a monitor process this test's berth started.
         unsafe { libc::kill(monitor, libc::SIGKILL) };
         true
@@ -361,14 +368,6 @@ impl Drop for Harness {
     }
 }
 
-fn parent_of(pid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .and_then(|p| p.trim().parse().ok())
-}
-
 /// The busybox fixture's layer, uncompressed.
 fn busybox_layer() -> Vec<u8> {
     let layout = fixture("busybox/oci-plain");
@@ -403,6 +402,7 @@ fn run_fault_injection(default_iterations: usize) {
     let mut counts = std::collections::BTreeMap::new();
     for i in 0..iterations {
         let what = h.iteration(i);
+        eprintln!("iteration {i}: {what}");
         *counts
             .entry(what.split(' ').next().unwrap().to_string())
             .or_insert(0) += 1;
@@ -429,11 +429,27 @@ fn run_fault_injection(default_iterations: usize) {
     );
     let running = h.containers("status=running");
     for id in &running {
-        assert_eq!(
-            h.ok(&["exec", id, "echo", "in"]),
-            "in\n",
-            "{id} really runs"
-        );
+        let out = h.root.run(["exec", id, "echo", "in"]);
+        if !out.status.success() {
+            let state = h.root.run([
+                "inspect",
+                "-f",
+                "{{.State.Status}} pid={{.State.Pid}} monitor={{.State.MonitorPid}} exit={{.State.ExitCode}} error={{.State.Error}}",
+                id,
+            ]);
+            let pid = String::from_utf8_lossy(&state.stdout)
+                .split("pid=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or("0")
+                .to_string();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            panic!(
+                "{id} should really run: exec said {}\nnow: {}/proc/{pid}/stat: {stat}",
+                describe(&out),
+                String::from_utf8_lossy(&state.stdout)
+            );
+        }
     }
 
     // Let prune sweep what the kills left: then every image is whole (each
@@ -453,8 +469,8 @@ fn run_fault_injection(default_iterations: usize) {
     let monitors_of_running: BTreeSet<i32> = running
         .iter()
         .filter_map(|id| {
-            let pid = h.ok(&["inspect", "-f", "{{.State.Pid}}", id]);
-            parent_of(pid.trim().parse().ok()?)
+            let monitor = h.ok(&["inspect", "-f", "{{.State.MonitorPid}}", id]);
+            monitor.trim().parse().ok().filter(|pid: &i32| *pid > 0)
         })
         .collect();
     for pid in h.berth_processes() {
@@ -587,7 +603,12 @@ fn after_a_reboot_containers_show_exited_and_start_again() {
             .trim()
             .parse()
             .unwrap();
-        let monitor = parent_of(pid).unwrap();
+        let monitor: i32 = root
+            .ok(["inspect", "-f", "{{.State.MonitorPid}}", id])
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(monitor > 0, "{id} has a live monitor before the power-off");
         // SAFETY: kill(2) of processes this test's berth started.
         unsafe {
             libc::kill(monitor, libc::SIGKILL);

@@ -521,13 +521,25 @@ impl Monitor {
                         }
                     }
                     Source::Listener => self.accept_client(),
-                    Source::Stdout => {
-                        self.pump(&mut out.stdout, Stream::Stdout, &mut out.split_out)
-                    }
-                    Source::Stderr => {
-                        self.pump(&mut out.stderr, Stream::Stderr, &mut out.split_err)
-                    }
-                    Source::Pty => self.pump(&mut out.pty, Stream::Stdout, &mut out.split_out),
+                    Source::Stdout => self.pump(
+                        &mut out.stdout,
+                        Stream::Stdout,
+                        &mut out.split_out,
+                        &mut dropped_clients,
+                    ),
+                    Source::Stderr => self.pump(
+                        &mut out.stderr,
+                        Stream::Stderr,
+                        &mut out.split_err,
+                        &mut dropped_clients,
+                    ),
+                    Source::Pty => self.pump(
+                        &mut out.pty,
+                        Stream::Stdout,
+                        &mut out.split_out,
+                        &mut dropped_clients,
+                    ),
+                    Source::Client(i) if dropped_clients.contains(&i) => {}
                     Source::Client(i) => {
                         if !self.handle_client_frame(i, pid, out) {
                             dropped_clients.push(i);
@@ -536,6 +548,7 @@ impl Monitor {
                 }
             }
             dropped_clients.sort_unstable();
+            dropped_clients.dedup();
             for i in dropped_clients.into_iter().rev() {
                 self.clients.remove(i);
             }
@@ -560,7 +573,16 @@ impl Monitor {
 
     /// Read container output from `fd` into the log and to clients; closes
     /// `fd` at end of stream (EIO on a pty master means the same).
-    fn pump(&mut self, fd: &mut Option<OwnedFd>, stream: Stream, splitter: &mut LineSplitter) {
+    /// Clients whose socket failed are added to `gone` (by index), not
+    /// removed here: the caller removes them all at the end of the poll
+    /// round, so indices of the round stay valid.
+    fn pump(
+        &mut self,
+        fd: &mut Option<OwnedFd>,
+        stream: Stream,
+        splitter: &mut LineSplitter,
+        gone: &mut Vec<usize>,
+    ) {
         let Some(raw) = fd.as_ref() else { return };
         let mut buf = [0u8; 32 * 1024];
         match nix::unistd::read(raw, &mut buf) {
@@ -585,8 +607,11 @@ impl Monitor {
                     Stream::Stdout => c.hello.stdout,
                     Stream::Stderr => c.hello.stderr,
                 };
-                self.clients
-                    .retain_mut(|c| !wants(c) || frame.write_to(&mut c.stream).is_ok());
+                for (i, client) in self.clients.iter_mut().enumerate() {
+                    if wants(client) && frame.write_to(&mut client.stream).is_err() {
+                        gone.push(i);
+                    }
+                }
             }
             Err(Errno::EINTR | Errno::EAGAIN) => {}
             Err(err) => {
