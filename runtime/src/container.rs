@@ -918,16 +918,30 @@ pub fn exec(root: &Path, id: &str, process: Process, opts: ExecOptions) -> Resul
         detach: opts.detach,
     };
     drop(dir); // other commands need not wait for this exec
+               // If the container's PID 1 exits while we enter, the kernel answers with
+               // whatever the half-torn-down namespaces give (setns: ESRCH, clone3 into
+               // a dying pid namespace: ENOMEM): say what really happened.
+    let because_init_exited = |err: Error| {
+        if record.init_alive() {
+            err
+        } else {
+            Error::ProcessDied(format!(
+                "container \"{}\" stopped while the process was entering it: its init (pid {}) exited",
+                record.id, record.pid
+            ))
+        }
+    };
     let pid = spawn::spawn(request, &parent_channel, &child_channel, || {
         tenant::main(config, &child_channel)
-    })?;
+    })
+    .map_err(because_init_exited)?;
     drop(child_channel);
     let kill_on_error = |err: Error| {
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         if !opts.detach {
             let _ = nix::sys::wait::waitpid(pid, None);
         }
-        err
+        because_init_exited(err)
     };
     cgroup
         .add_process(pid)
@@ -950,7 +964,7 @@ pub fn exec(root: &Path, id: &str, process: Process, opts: ExecOptions) -> Resul
         if !opts.detach {
             let _ = nix::sys::wait::waitpid(pid, None);
         }
-        return Err(err);
+        return Err(because_init_exited(err));
     }
     if let Some(pid_file) = &opts.pid_file {
         state::write_atomically(pid_file, pid.as_raw().to_string().as_bytes())?;

@@ -49,6 +49,9 @@ const OPS: [Op; 7] = [
     Op::KillMonitor,
 ];
 
+/// The label of the containers that run until stopped (`sleep 600`).
+const LONG_RUNNING: &str = "fault=long-running";
+
 /// A test root with busybox, a build context, and everything the harness
 /// learned about the containers it made (ids of records and runtime states
 /// seen at any point), so that leftovers can be attributed to this test
@@ -128,7 +131,7 @@ impl Harness {
             (!list.is_empty()).then(|| list[rng.gen_range(0..list.len())].clone())
         };
         let args: Vec<String> = match op {
-            Op::RunDetached => vec!["run", "-d", "busybox", "sleep", "600"]
+            Op::RunDetached => vec!["run", "-d", "-l", LONG_RUNNING, "busybox", "sleep", "600"]
                 .into_iter()
                 .map(String::from)
                 .collect(),
@@ -427,8 +430,23 @@ fn run_fault_injection(default_iterations: usize) {
         h.ok(&["run", "--rm", "busybox", "echo", "alive"]),
         "alive\n"
     );
-    let running = h.containers("status=running");
-    for id in &running {
+    // Only the long-running ones: a `run --rm` whose command was killed
+    // mid-way may still be finishing its short command, and exiting while
+    // `exec` enters it is the container's right.
+    let long_running: Vec<String> = h
+        .ok(&[
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "status=running",
+            "--filter",
+            &format!("label={LONG_RUNNING}"),
+        ])
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    for id in &long_running {
         let out = h.root.run(["exec", id, "echo", "in"]);
         if !out.status.success() {
             let state = h.root.run([

@@ -676,14 +676,10 @@ pub fn sweep_leftovers(roots: &Roots) -> anyhow::Result<Vec<String>> {
             continue;
         }
         let dir = roots.tmp().join(&name);
-        let dead = match std::fs::File::open(dir.join("lock")) {
-            Ok(lock) => {
-                rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-                    .is_ok()
-            }
-            // Killed between making the directory and locking it.
-            Err(_) => older_than(&dir, CREATE_GRACE),
-        };
+        // Its lock is free, or its named owner is gone; a directory of an
+        // older berth without an owner in its name goes after the grace time.
+        let dead = berth_engine::build::executor::is_abandoned_work_dir(&dir)
+            || (!dir.join("lock").exists() && older_than(&dir, CREATE_GRACE));
         if dead && std::fs::remove_dir_all(&dir).is_ok() {
             cleaned.push(format!("work directory of an interrupted build ({name})"));
         }

@@ -238,39 +238,65 @@ fn read_dockerfile(path: &Path) -> Result<String, BuildError> {
     Ok(text)
 }
 
-/// `<root>/tmp/build-<random>`, locked for the build's life; directories of
-/// builds that died (their lock is free) are removed first.
+/// `<root>/tmp/build-<pid>-<start time>-<random>`, locked for the build's
+/// life; directories of builds that died are removed first.
+///
+/// The name carries the owner (pid and process start time) because there is
+/// a moment between `mkdir` and taking the lock inside: a build killed
+/// exactly then leaves a directory without a lock, and only the name can
+/// tell that its owner is gone (see [`is_abandoned_work_dir`]).
 fn make_work_dir(roots: &Roots) -> Result<(PathBuf, FileLock), BuildError> {
     let tmp = roots.tmp();
     fs::create_dir_all(&tmp)
         .map_err(|e| BuildError::Setup(format!("creating {}: {e}", tmp.display())))?;
     if let Ok(entries) = fs::read_dir(&tmp) {
         for entry in entries.flatten() {
-            let name = entry.file_name();
-            if !name.to_string_lossy().starts_with("build-") {
-                continue;
-            }
-            let lock_path = entry.path().join("lock");
-            let Ok(lock) = fs::File::open(&lock_path) else {
-                continue;
-            };
-            if rustix::fs::flock(
-                lock.as_fd(),
-                rustix::fs::FlockOperation::NonBlockingLockExclusive,
-            )
-            .is_ok()
-            {
+            if is_abandoned_work_dir(&entry.path()) {
                 tracing::info!(dir = %entry.path().display(), "removing the work directory of a build that died");
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
     }
-    let dir = tmp.join(format!("build-{:016x}", rand::random::<u64>()));
+    let me = std::process::id() as i32;
+    let started = crate::container::procinfo::start_time(me).unwrap_or(0);
+    let dir = tmp.join(format!(
+        "build-{me}-{started}-{:016x}",
+        rand::random::<u64>()
+    ));
     fs::create_dir(&dir)
         .map_err(|e| BuildError::Setup(format!("creating {}: {e}", dir.display())))?;
     let lock = FileLock::exclusive(&dir.join("lock"))
         .map_err(|e| BuildError::Setup(format!("locking {}: {e}", dir.display())))?;
     Ok((dir, lock))
+}
+
+/// Whether `dir` is the work directory of a build that is gone: its `lock`
+/// is free, or (killed before it locked) the process its name records no
+/// longer runs.
+pub fn is_abandoned_work_dir(dir: &Path) -> bool {
+    let Some(name) = dir.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let Some(owner) = name.strip_prefix("build-") else {
+        return false;
+    };
+    if let Ok(lock) = fs::File::open(dir.join("lock")) {
+        return rustix::fs::flock(
+            lock.as_fd(),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        )
+        .is_ok();
+    }
+    let mut parts = owner.split('-');
+    let pid = parts.next().and_then(|p| p.parse::<i32>().ok());
+    let started = parts.next().and_then(|p| p.parse::<u64>().ok());
+    match (pid, started, parts.next()) {
+        (Some(pid), Some(started), Some(_)) => {
+            !crate::container::procinfo::is_running(pid, started)
+        }
+        // Not a name this version makes: leave it to `system prune`'s age rule.
+        _ => false,
+    }
 }
 
 fn now() -> String {
@@ -1280,5 +1306,43 @@ mod tests {
         set_env(&mut env, "C", "4");
         assert_eq!(env, vec!["A=3", "B=2", "C=4"]);
         assert_eq!(normalize_trigger("run  echo hi"), "RUN echo hi");
+    }
+}
+
+#[cfg(test)]
+mod work_dir_tests {
+    use super::*;
+
+    #[test]
+    fn a_lockless_work_dir_is_abandoned_only_when_its_owner_is_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let me = std::process::id() as i32;
+        let started = crate::container::procinfo::start_time(me).unwrap();
+        let mine = tmp.path().join(format!("build-{me}-{started}-00"));
+        fs::create_dir(&mine).unwrap();
+        assert!(!is_abandoned_work_dir(&mine), "its owner (this test) runs");
+        let gone = tmp.path().join(format!("build-{me}-{}-00", started + 1));
+        fs::create_dir(&gone).unwrap();
+        assert!(
+            is_abandoned_work_dir(&gone),
+            "no process started then with that pid"
+        );
+        let other = tmp.path().join("build-cache-like-name");
+        fs::create_dir(&other).unwrap();
+        assert!(
+            !is_abandoned_work_dir(&other),
+            "unknown names are left alone"
+        );
+    }
+
+    #[test]
+    fn a_locked_work_dir_is_kept_and_a_free_one_is_abandoned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("build-1-2-00");
+        fs::create_dir(&dir).unwrap();
+        let held = FileLock::exclusive(&dir.join("lock")).unwrap();
+        assert!(!is_abandoned_work_dir(&dir));
+        drop(held);
+        assert!(is_abandoned_work_dir(&dir));
     }
 }
