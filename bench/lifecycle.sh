@@ -28,6 +28,12 @@ results="$work/results.txt"
 : > "$results"
 dockerd_pid=""
 hugetlb_mounted=""
+pelagos_created=""
+pelagos=""
+# docker and podman leave iptables chains (DOCKER*, CNI-*) and podman its
+# cni-podman0 bridge behind: removed at exit when the host had none before.
+peer_rules_before=$(iptables-save 2>/dev/null | grep -cE '^:(DOCKER|CNI-)' || true)
+cni_bridge_before=$(ip -br link show cni-podman0 2>/dev/null | wc -l)
 
 cleanup() {
     set +e
@@ -50,9 +56,25 @@ cleanup() {
         ip link del "$BERTH_BRIDGE" 2>/dev/null
         [ -n "$table" ] && nft delete table ip "$table" 2>/dev/null
     fi
+    if [ "$peer_rules_before" = 0 ]; then remove_peer_rules; fi
+    [ "$cni_bridge_before" = 0 ] && ip link del cni-podman0 2>/dev/null
+    if [ -n "$pelagos_created" ]; then
+        "$pelagos" image rm busybox >/dev/null 2>&1
+        ip link del pelagos0 2>/dev/null
+        rm -rf /var/lib/pelagos /run/pelagos
+    fi
     [ -n "$hugetlb_mounted" ] && umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb
+    [ -n "${state_dir:-}" ] && rm -rf "$state_dir"
     grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l
     rm -rf "$work"
+}
+remove_peer_rules() { # the rules and chains docker and podman made
+    for table in filter nat; do
+        iptables -t "$table" -S 2>/dev/null | grep -E '^-A ' | grep -E 'DOCKER|CNI-|docker0' |
+            sed 's/^-A /-D /' | while read -r rule; do eval iptables -t "$table" "$rule"; done
+        iptables -t "$table" -S 2>/dev/null | grep -E '^-N (DOCKER|CNI-)' | awk '{print $2}' |
+            while read -r chain; do iptables -t "$table" -F "$chain"; iptables -t "$table" -X "$chain"; done
+    done
 }
 trap cleanup EXIT
 
@@ -68,7 +90,9 @@ rootfs-fixtures/build.sh busybox >/dev/null
 archive=${BERTH_FIXTURES:-/var/cache/berth-fixtures}/busybox/docker-archive.tar
 rootfs=${BERTH_FIXTURES:-/var/cache/berth-fixtures}/busybox/rootfs
 BERTH=$PWD/target/release/berth
-export BERTH_ROOT=$work/berth/root BERTH_STATE=$work/berth/state
+# The state directory on tmpfs, as berth's default /run/berth is.
+state_dir=/run/berth-bench.$$
+export BERTH_ROOT=$work/berth/root BERTH_STATE=$state_dir
 # A default network of its own, beside any berth0 of the host.
 export BERTH_BRIDGE=btbench$$ BERTH_SUBNET=10.227.251.0/24
 "$BERTH" load -i "$archive" >/dev/null
@@ -132,8 +156,8 @@ bind_hugetlb_to_v1 || echo "note: could not bind hugetlb to v1; crun may refuse 
 need podman podman
 mkdir -p "$work/podman"
 if podman_cli load -i "$archive" >/dev/null 2>&1; then
-    measure "podman --network none" podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" --cgroup-manager cgroupfs --events-backend file --runtime runc run --rm --network none busybox /bin/true
-    measure "podman (default network)" podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" --cgroup-manager cgroupfs --events-backend file --runtime runc run --rm busybox /bin/true
+    measure "podman --network none" podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" --cgroup-manager cgroupfs --events-backend file --runtime runc run --ulimit host --rm --network none busybox /bin/true
+    measure "podman (default network)" podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" --cgroup-manager cgroupfs --events-backend file --runtime runc run --ulimit host --rm busybox /bin/true
 else
     echo "podman could-not-load" >> "$results"
 fi
@@ -144,11 +168,16 @@ if [ -z "${SKIP_PELAGOS:-}" ]; then
     fi
     pelagos=$(command -v pelagos || echo "$HOME/.cargo/bin/pelagos")
     if [ -x "$pelagos" ]; then
-        for d in /var/lib/pelagos /var/lib/pelagos/images /var/lib/pelagos/layers /var/lib/pelagos/containers /var/lib/pelagos/volumes; do
-            mkdir -p "$d" && chmod 2775 "$d"
+        # pelagos keeps its store in /var/lib/pelagos and refuses to start
+        # until these exist (mode 2775); removed again at exit if we made it.
+        [ -d /var/lib/pelagos ] || pelagos_created=1
+        for d in "" images layers containers volumes blobs build-cache networks rootfs; do
+            mkdir -p "/var/lib/pelagos/$d" && chmod 2775 "/var/lib/pelagos/$d"
         done
-        if "$pelagos" image import "$archive" busybox >/dev/null 2>&1 || "$pelagos" image load "$archive" >/dev/null 2>&1; then
-            measure "pelagos" "$pelagos" run --rm busybox /bin/true
+        if "$pelagos" image load -i "${archive%/*}/oci-archive.tar" --tag busybox >/dev/null 2>&1; then
+            measure "pelagos --network none" "$pelagos" run --rm --network none busybox /bin/true
+            # Without pasta installed, pelagos's default network is loopback only.
+            measure "pelagos (default network)" "$pelagos" run --rm busybox /bin/true
         else
             echo "pelagos could-not-load-image" >> "$results"
         fi
@@ -169,12 +198,35 @@ EOF
 measure "crun run (bundle)" crun --root "$work/crun-state" run --bundle "$bundle" bench-crun
 measure "berth-runtime run (bundle)" "$PWD/target/release/berth-runtime" --root "$work/berth-runtime-state" run --bundle "$bundle" bench-berth
 
+# Back to back (as hyperfine runs them) every run lands within the previous
+# run's RCU grace period, which a cgroup v1 move would otherwise wait for
+# (docs/runtime.md). A user's start is usually isolated: measure that too.
+isolated() { # isolated LABEL COMMAND... -> median ms of RUNS single runs 0.4 s apart
+    local label=$1; shift
+    local times=() t0 t1
+    for _ in $(seq "$RUNS"); do
+        sleep 0.4
+        t0=$(date +%s%N)
+        "$@" >/dev/null 2>&1 || { echo "isolated:$label failed" >> "$results"; return; }
+        t1=$(date +%s%N)
+        times+=($(( (t1 - t0) / 1000 )))
+    done
+    echo "isolated:$label $(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int((NR+1)/2)]/1000}')" >> "$results"
+}
+echo "1b. the same, isolated starts"
+isolated "berth --network none" "$BERTH" run --rm --network none busybox /bin/true
+isolated "crun run (bundle)" crun --root "$work/crun-state" run --bundle "$bundle" bench-crun
+isolated "berth-runtime run (bundle)" "$PWD/target/release/berth-runtime" --root "$work/berth-runtime-state" run --bundle "$bundle" bench-berth
+if [ -x "${pelagos:-}" ] && ! grep -q '^pelagos could' "$results"; then
+    isolated "pelagos --network none" "$pelagos" run --rm --network none busybox /bin/true
+fi
+
 # -- 2. stop of a container that exits on SIGTERM ------------------------------
 stop_median() { # stop_median CLI... -> median ms of `stop` over 10 containers
     local times=()
     for _ in $(seq 10); do
         local id
-        id=$("$@" run -d busybox sh -c 'trap "exit 0" TERM; while true; do sleep 0.01; done')
+        id=$("$@" run ${RUN_FLAGS:-} -d busybox sh -c 'trap "exit 0" TERM; while true; do sleep 0.01; done')
         local t0 t1
         t0=$(date +%s%N); "$@" stop "$id" >/dev/null; t1=$(date +%s%N)
         times+=($(( (t1 - t0) / 1000 )))
@@ -185,7 +237,8 @@ stop_median() { # stop_median CLI... -> median ms of `stop` over 10 containers
 echo "2. stop of a SIGTERM-trapping container"
 echo "stop:berth $(stop_median "$BERTH")" >> "$results"
 [ -n "$dockerd_pid" ] && echo "stop:docker $(stop_median docker_cli)" >> "$results"
-echo "stop:podman $(stop_median podman_cli)" >> "$results"
+# podman's default nofile limit (1048576) is above this host's hard limit.
+echo "stop:podman $(RUN_FLAGS="--ulimit host" stop_median podman_cli)" >> "$results"
 
 # -- 3. ps -a with 100 containers ---------------------------------------------
 echo "3. ps -a with 100 containers"
@@ -222,7 +275,7 @@ if [ -n "$dockerd_pid" ]; then
     for _ in $(seq 10); do docker_cli run -d --network none busybox sleep 1000 >/dev/null; done
     echo "mem:containerd-shim $(rss_pss $(pgrep -f containerd-shim-runc-v2))" >> "$results"
 fi
-for _ in $(seq 10); do podman_cli run -d --network none busybox sleep 1000 >/dev/null 2>&1 || true; done
+for _ in $(seq 10); do podman_cli run --ulimit host -d --network none busybox sleep 1000 >/dev/null 2>&1 || true; done
 echo "mem:conmon $(rss_pss $(pgrep -x conmon))" >> "$results"
 
 # -- report ------------------------------------------------------------------
@@ -245,6 +298,7 @@ def table(prefix, base_label, unit):
             ratio = f"{v / base:5.2f}x berth" if base else ""
             print(f"  {label:32s} {v:8.1f} {unit}  {ratio}")
 print("run --rm /bin/true (median):"); table("", "berth --network none", "ms")
+print("the same, isolated starts 0.4 s apart (median):"); table("isolated:", "berth --network none", "ms")
 print("stop of a SIGTERM-trapping container (median of 10):"); table("stop:", "berth", "ms")
 print("ps -a with 100 containers (median):"); table("ps:", "berth", "ms")
 print("memory per container's monitor (average RSS kB, PSS kB):")

@@ -211,6 +211,7 @@ fn cgroup_file_note(fields: &Fields) -> Option<(String, &'static str)> {
     let file = path.rsplit('/').next()?;
     let text = match file {
         "cgroup.procs" => "writing a pid to cgroup.procs moves the process: it and its future children are counted and limited there",
+        "tasks" => "a v1 `tasks` file moves one thread; written by the new process itself (`0`), it skips the kernel's global migration lock and the RCU grace period that lock waits for",
         "memory.limit_in_bytes" | "memory.max" => "the memory limit: beyond it the kernel reclaims, then its OOM killer ends a process of the container",
         "memory.memsw.limit_in_bytes" | "memory.swap.max" => "memory plus swap (v1) or swap alone (v2) the container may use",
         "cpu.cfs_quota_us" | "cpu.cfs_period_us" | "cpu.max" => "CPU bandwidth: at most `quota` microseconds of CPU time per `period`",

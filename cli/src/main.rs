@@ -59,6 +59,9 @@ fn main() -> ExitCode {
     // Commands that put processes into containers run from a read-only view
     // of this binary (CVE-2019-5736; runtime sealed_exe).
     if commands::security::starts_container_processes(&cli.command) {
+        // The monitors these commands fork live as long as their containers:
+        // they run with a leaner heap (engine container::memory).
+        berth_engine::container::memory::tune_allocator_for_monitors();
         if let Err(err) = berth_engine::security::sealed_exe::reexec_protected() {
             eprintln!("berth: {err}");
             return ExitCode::from(EXIT_ENGINE_ERROR);

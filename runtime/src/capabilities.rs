@@ -160,6 +160,17 @@ impl CapabilitySets {
             ));
         }
         for cap in &self.ambient {
+            // The kernel raises an ambient capability only if it is also
+            // permitted and inheritable. `runc spec` and `crun spec` write
+            // configs that list ambient capabilities without inheritable
+            // ones, and both runtimes then skip them with a warning: so do we.
+            if !(self.permitted.contains(cap) && self.inheritable.contains(cap)) {
+                tracing::warn!(
+                    cap,
+                    "ambient capability {cap} skipped: it must also be permitted and inheritable"
+                );
+                continue;
+            }
             // SAFETY: prctl with integer arguments only.
             let rc = unsafe {
                 libc::prctl(
@@ -172,7 +183,7 @@ impl CapabilitySets {
             };
             if rc != 0 {
                 return Err(Error::sys(
-                    format!("raise ambient capability {cap} (it must also be permitted and inheritable)"),
+                    format!("raise ambient capability {cap}"),
                     nix::errno::Errno::last(),
                 ));
             }

@@ -283,6 +283,14 @@ pub fn create(opts: CreateOptions) -> Result<Created> {
         init_start_time: 0,
     };
     let user = process.user();
+    // Outside user namespaces the init moves itself into the v1 hierarchies
+    // (no RCU grace period to wait for; cgroups::self_join).
+    let in_user_ns = ns.new_user || ns.has(oci_spec::runtime::LinuxNamespaceType::User);
+    let cgroup_self_join = if in_user_ns {
+        Vec::new()
+    } else {
+        cgroup.self_join_files()?
+    };
     let config = init::InitConfig {
         plan,
         joins: if ns.join_before_clone {
@@ -290,6 +298,7 @@ pub fn create(opts: CreateOptions) -> Result<Created> {
         } else {
             take_joins(&ns)?
         },
+        cgroup_self_join,
         new_user_ns: ns.new_user,
         unshare_later: ns.unshare_later,
         time_offsets,
@@ -359,10 +368,14 @@ pub fn create(opts: CreateOptions) -> Result<Created> {
         )?;
     }
     parent_channel.send_go(pid.as_raw())?;
-    // Slow on cgroup v1 (each first write waits for an RCU grace period):
-    // the init builds its mounts meanwhile and waits for `Joined` only
+    // The init builds its mounts meanwhile and waits for `Joined` only
     // before its cgroup namespace.
-    cgroup.add_process(pid)?;
+    if in_user_ns {
+        // Slow on cgroup v1: the first write waits for an RCU grace period.
+        cgroup.add_process(pid)?;
+    } else {
+        cgroup.join_remaining(pid)?;
+    }
     parent_channel.send_joined()?;
 
     hook_state.pid = pid.as_raw();
@@ -872,6 +885,7 @@ pub fn exec(root: &Path, id: &str, process: Process, opts: ExecOptions) -> Resul
     )?)?;
     let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
     let cgroup = manager_for(&record.config, id)?;
+    let in_user_ns = join.contains(CloneFlags::CLONE_NEWUSER);
     let pidfd = open_init(&record)?;
     let (console_for_child, console_for_us) = console_sockets(&opts.console)?;
     let (parent_channel, child_channel) = channel::channel()?;
@@ -908,6 +922,11 @@ pub fn exec(root: &Path, id: &str, process: Process, opts: ExecOptions) -> Resul
         env: process.env().clone().unwrap_or_default(),
         cwd: process.cwd().clone(),
         preserve_fds: opts.preserve_fds,
+        cgroup_self_join: if in_user_ns {
+            Vec::new()
+        } else {
+            cgroup.self_join_files()?
+        },
     };
     let cgroup_fd = cgroup.clone_into_fd();
     let request = spawn::SpawnRequest {
@@ -943,9 +962,14 @@ pub fn exec(root: &Path, id: &str, process: Process, opts: ExecOptions) -> Resul
         }
         because_init_exited(err)
     };
-    cgroup
-        .add_process(pid)
-        .map_err(|e| kill_on_error(e.into()))?;
+    // Outside user namespaces the process moved itself into the v1
+    // hierarchies on arrival (cgroups::self_join).
+    let joined = if in_user_ns {
+        cgroup.add_process(pid)
+    } else {
+        cgroup.join_remaining(pid)
+    };
+    joined.map_err(|e| kill_on_error(e.into()))?;
     parent_channel
         .send_go(pid.as_raw())
         .map_err(kill_on_error)?;

@@ -187,8 +187,10 @@ impl Default for TestRoot {
 
 impl Drop for TestRoot {
     fn drop(&mut self) {
-        unmount_everything_below(self.dir.path());
+        // Networks first: their records may live on a filesystem a test
+        // mounted below the root (a small tmpfs as --root), gone once unmounted.
         self.remove_network_leftovers();
+        unmount_everything_below(self.dir.path());
     }
 }
 

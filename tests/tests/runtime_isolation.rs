@@ -135,6 +135,31 @@ fn a_dropped_capability_makes_its_operation_fail() {
 }
 
 #[test]
+fn ambient_capabilities_without_inheritable_are_skipped_as_runc_and_crun_do() {
+    // The capabilities `crun spec` writes: ambient listed, inheritable empty.
+    // The kernel cannot raise those; the container still runs, without them.
+    let rt = Runtime::new();
+    let mut bundle = Bundle::new(&["sh", "-c", "grep -E '^Cap(Amb|Eff)' /proc/self/status"]);
+    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    bundle.config["process"]["capabilities"] = json!({
+        "bounding": caps, "effective": caps, "permitted": caps,
+        "inheritable": [], "ambient": caps,
+    });
+    let out = rt.run_bundle(&bundle, &unique_id("ambient"));
+    assert!(out.status.success(), "{}", describe(&out));
+    let status = stdout(&out);
+    assert!(
+        status.contains("CapAmb:\t0000000000000000"),
+        "no ambient capability was raised:\n{status}"
+    );
+    // KILL (5), NET_BIND_SERVICE (10), AUDIT_WRITE (29).
+    assert!(
+        status.contains("CapEff:\t0000000020000420"),
+        "the effective set is the config's:\n{status}"
+    );
+}
+
+#[test]
 fn a_masked_path_reads_empty() {
     let rt = Runtime::new();
     let script = "wc -c < /proc/timer_list; ls /sys/kernel | wc -l; wc -c < /proc/cpuinfo";

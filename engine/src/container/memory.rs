@@ -17,8 +17,43 @@
 //!   current stack frame: the setup's deep call chains left it resident, but
 //!   what is there is dead (the stack grows down), and a later deeper call
 //!   simply gets fresh zero pages.
+//!
+//! One thing `malloc_trim` cannot give back: chunks parked in glibc's
+//! per-thread cache (tcache, up to 7 free chunks per size class). The setup
+//! frees thousands of small chunks; the last ones of each size stay in the
+//! cache, scattered over the heap, and keep about half of it resident
+//! (measured: 276 kB of heap for 45 kB of live data). So berth asks glibc
+//! for no tcache (`GLIBC_TUNABLES=glibc.malloc.tcache_count=0`, read by the
+//! dynamic loader at `execve`) in the environment of its sealed re-execution
+//! ([`tune_allocator_for_monitors`]), which every command that forks a
+//! monitor goes through. The cost is a slower `malloc` fast path, invisible
+//! in a command that runs for milliseconds.
 
 use std::fs;
+
+/// The glibc tunable that turns the per-thread cache off (see module docs).
+pub const TCACHE_OFF: &str = "glibc.malloc.tcache_count=0";
+
+/// Add [`TCACHE_OFF`] to `GLIBC_TUNABLES` for the next `execve` of berth (the
+/// monitors it forks inherit the setting). A tcache setting of the user's
+/// own is kept. Call while the process has one thread.
+pub fn tune_allocator_for_monitors() {
+    let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    if let Some(tunables) = with_tcache_off(&current) {
+        std::env::set_var("GLIBC_TUNABLES", tunables);
+    }
+}
+
+/// `current` plus [`TCACHE_OFF`]; `None` when it already sets the tcache.
+fn with_tcache_off(current: &str) -> Option<String> {
+    if current.contains("glibc.malloc.tcache_count") {
+        None
+    } else if current.is_empty() {
+        Some(TCACHE_OFF.to_string())
+    } else {
+        Some(format!("{current}:{TCACHE_OFF}"))
+    }
+}
 
 /// Give back the memory the one-time setup used (see the module docs).
 /// Returns the number of kilobytes of mappings released.
@@ -173,6 +208,16 @@ Anonymous:             0 kB
 Rss:                   4 kB
 Anonymous:             0 kB
 ";
+
+    #[test]
+    fn the_tcache_setting_is_added_once_and_a_users_own_is_kept() {
+        assert_eq!(with_tcache_off("").as_deref(), Some(TCACHE_OFF));
+        assert_eq!(
+            with_tcache_off("glibc.malloc.arena_max=1").as_deref(),
+            Some("glibc.malloc.arena_max=1:glibc.malloc.tcache_count=0")
+        );
+        assert_eq!(with_tcache_off("glibc.malloc.tcache_count=3"), None);
+    }
 
     #[test]
     fn only_read_only_file_mappings_without_anonymous_pages_are_chosen() {

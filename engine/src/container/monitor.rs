@@ -584,7 +584,9 @@ impl Monitor {
         gone: &mut Vec<usize>,
     ) {
         let Some(raw) = fd.as_ref() else { return };
-        let mut buf = [0u8; 32 * 1024];
+        // 8 KiB, as conmon reads: a larger buffer on the stack would stay
+        // resident in every monitor for the container's whole life.
+        let mut buf = [0u8; 8 * 1024];
         match nix::unistd::read(raw, &mut buf) {
             Ok(0) | Err(Errno::EIO) => {
                 if let Some(rest) = splitter.finish() {

@@ -30,7 +30,7 @@ use oci_spec::runtime::LinuxResources;
 use super::resources::{self, Controller};
 use super::v1::V1Manager;
 use super::v2::V2Manager;
-use super::{CgroupError, CgroupManager, CgroupStats, REMOVE_TIMEOUT};
+use super::{CgroupError, CgroupManager, CgroupStats, SelfJoinFile, REMOVE_TIMEOUT};
 
 #[derive(Debug)]
 pub struct HybridManager {
@@ -110,6 +110,14 @@ impl CgroupManager for HybridManager {
 
     fn clone_into_fd(&self) -> Option<OwnedFd> {
         self.unified.clone_into_fd()
+    }
+
+    fn self_join_files(&self) -> Result<Vec<SelfJoinFile>, CgroupError> {
+        self.v1.self_join_files()
+    }
+
+    fn join_remaining(&self, pid: Pid) -> Result<(), CgroupError> {
+        self.unified.join_remaining(pid)
     }
 
     fn pids(&self) -> Result<Vec<Pid>, CgroupError> {

@@ -22,7 +22,8 @@
 // The contract below is shared by the process/lifecycle code and the drivers.
 // Drivers live in `v1.rs`, `v2.rs` and `hybrid.rs`; `host.rs` finds the
 // mount points (statfs + /proc/self/mountinfo), `path.rs` turns the OCI
-// `cgroupsPath` into a safe relative path, `fsio.rs` does the file writes
+// `cgroupsPath` into a safe relative path, `self_join.rs` lets a new
+// process move itself into v1 hierarchies, `fsio.rs` does the file writes
 // (each one logged), `devices_bpf.rs` builds the v2 device filter.
 
 mod devices_bpf;
@@ -31,6 +32,7 @@ mod host;
 mod hybrid;
 mod path;
 mod resources;
+mod self_join;
 mod v1;
 mod v2;
 
@@ -48,6 +50,7 @@ use oci_spec::runtime::LinuxResources;
 pub use host::{detect, parse_mountinfo, CgroupHost, CgroupMount, MountKind, V1Hierarchy};
 pub use hybrid::HybridManager;
 pub use path::{CgroupPath, DEFAULT_PARENT};
+pub use self_join::{join_self, SelfJoinFile};
 pub use v1::V1Manager;
 pub use v2::{blkio_weight_to_io_weight, cpu_shares_to_weight, V2Manager};
 
@@ -135,9 +138,18 @@ pub trait CgroupManager: std::fmt::Debug + Send + Sync {
     /// Move a process into the cgroup (writes `cgroup.procs` in each hierarchy).
     fn add_process(&self, pid: Pid) -> Result<(), CgroupError>;
     /// An fd of the unified-hierarchy directory for `clone3(CLONE_INTO_CGROUP)`,
-    /// when there is one; the caller still calls [`CgroupManager::add_process`]
-    /// for v1 hierarchies.
+    /// when there is one; the v1 hierarchies are joined with
+    /// [`CgroupManager::self_join_files`] or [`CgroupManager::add_process`].
     fn clone_into_fd(&self) -> Option<OwnedFd>;
+    /// For a new process to move itself into the v1 hierarchies: their
+    /// `tasks` files, opened here (see [`join_self`]). Empty on v2.
+    fn self_join_files(&self) -> Result<Vec<SelfJoinFile>, CgroupError> {
+        Ok(Vec::new())
+    }
+    /// After [`join_self`]: move `pid` into the hierarchies the files did not
+    /// cover (the unified one), unless it is there already (born there with
+    /// `clone3(CLONE_INTO_CGROUP)`).
+    fn join_remaining(&self, pid: Pid) -> Result<(), CgroupError>;
     /// The pids in the cgroup and in any sub-cgroups the container made
     /// (`cgroup.procs`), host pid namespace.
     fn pids(&self) -> Result<Vec<Pid>, CgroupError>;

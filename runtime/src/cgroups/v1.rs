@@ -36,7 +36,8 @@ use super::path::CgroupPath;
 use super::resources::{self, Controller};
 use super::v2::warn_ignored_memory;
 use super::{
-    fsio, signal_each, CgroupError, CgroupManager, CgroupStats, FREEZE_TIMEOUT, REMOVE_TIMEOUT,
+    fsio, signal_each, CgroupError, CgroupManager, CgroupStats, SelfJoinFile, FREEZE_TIMEOUT,
+    REMOVE_TIMEOUT,
 };
 
 /// What v1 memory files report for "no limit" (LONG_MAX rounded down to a
@@ -555,6 +556,17 @@ impl CgroupManager for V1Manager {
 
     fn clone_into_fd(&self) -> Option<OwnedFd> {
         None // CLONE_INTO_CGROUP only takes cgroup2 directories
+    }
+
+    fn self_join_files(&self) -> Result<Vec<SelfJoinFile>, CgroupError> {
+        self.dirs
+            .iter()
+            .map(|d| SelfJoinFile::open(&d.dir))
+            .collect()
+    }
+
+    fn join_remaining(&self, _pid: Pid) -> Result<(), CgroupError> {
+        Ok(()) // every v1 hierarchy has a self-join file
     }
 
     fn pids(&self) -> Result<Vec<Pid>, CgroupError> {

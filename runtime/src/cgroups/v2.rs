@@ -163,6 +163,18 @@ impl V2Manager {
         &self.dir
     }
 
+    /// Whether `pid` is in this cgroup: its unified line (`0::/path`) in
+    /// /proc/PID/cgroup, as this process's cgroup namespace shows it.
+    fn has_member(&self, pid: Pid) -> bool {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            return false;
+        };
+        let ours = Path::new("/").join(self.path.relative());
+        text.lines()
+            .filter_map(|line| line.strip_prefix("0::"))
+            .any(|path| Path::new(path) == ours)
+    }
+
     /// Controllers the hierarchy offers (the root's `cgroup.controllers`).
     fn available(&self) -> Vec<String> {
         fsio::read_optional(&self.mount, "cgroup.controllers")
@@ -588,6 +600,15 @@ impl CgroupManager for V2Manager {
 
     fn add_process(&self, pid: Pid) -> Result<(), CgroupError> {
         fsio::write(&self.dir, "cgroup.procs", &pid.to_string())
+    }
+
+    fn join_remaining(&self, pid: Pid) -> Result<(), CgroupError> {
+        // A needless write would still take the kernel's migration lock
+        // (and wait for an RCU grace period): skip it when born here.
+        if self.has_member(pid) {
+            return Ok(());
+        }
+        self.add_process(pid)
     }
 
     fn clone_into_fd(&self) -> Option<OwnedFd> {

@@ -50,6 +50,9 @@ pub struct InitConfig {
     pub plan: RootfsPlan,
     /// Joined by the init after `Go` (empty when an intermediate joined them).
     pub joins: Vec<Join>,
+    /// The cgroup v1 `tasks` files the init writes `0` to, moving itself
+    /// (empty in a user namespace: then the parent moves it).
+    pub cgroup_self_join: Vec<crate::cgroups::SelfJoinFile>,
     pub new_user_ns: bool,
     pub unshare_later: CloneFlags,
     pub time_offsets: Option<String>,
@@ -117,6 +120,9 @@ fn set_up(cfg: &mut InitConfig, channel: &ChildChannel) -> Result<PathBuf> {
     identity::set_umask(0);
     let host_pid = channel.wait_for_go()?;
     cfg.hook_state.pid = host_pid;
+    // Into our v1 cgroups by ourselves, first thing (cgroups::self_join says
+    // why); the parent adds the rest and then says `Joined`.
+    crate::cgroups::join_self(std::mem::take(&mut cfg.cgroup_self_join))?;
 
     if cfg.new_user_ns {
         become_namespace_root()?;

@@ -45,6 +45,9 @@ pub struct TenantConfig {
     pub env: Vec<String>,
     pub cwd: PathBuf,
     pub preserve_fds: u32,
+    /// The container's cgroup v1 `tasks` files, written `0` to on arrival
+    /// (empty in a user namespace: then the parent moves the process).
+    pub cgroup_self_join: Vec<crate::cgroups::SelfJoinFile>,
 }
 
 /// The entry point; returns the exit code when it cannot exec.
@@ -62,6 +65,7 @@ pub fn main(mut cfg: TenantConfig, channel: &ChildChannel) -> i32 {
 
 fn run(cfg: &mut TenantConfig, channel: &ChildChannel) -> Result<std::convert::Infallible> {
     identity::set_non_dumpable()?;
+    crate::cgroups::join_self(std::mem::take(&mut cfg.cgroup_self_join))?;
     channel.wait_for_go()?;
     if let Some(fds) = &cfg.stdio {
         crate::fds::install_stdio([fds[0].as_fd(), fds[1].as_fd(), fds[2].as_fd()])?;
