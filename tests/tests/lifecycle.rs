@@ -253,6 +253,17 @@ fn exec_enters_the_running_container() {
         "65534"
     );
     assert_eq!(lab.ok(&["exec", "-w", "/tmp", "box", "pwd"]).trim(), "/tmp");
+    // And its cgroups: the process moved itself into each v1 hierarchy (in
+    // the container's cgroup namespace each shows as its root; from
+    // anywhere else the path would climb out with "/..").
+    let cgroups = lab.ok(&["exec", "box", "cat", "/proc/self/cgroup"]);
+    assert!(
+        cgroups
+            .lines()
+            .filter(|l| !l.contains("name=systemd"))
+            .all(|l| l.ends_with(":/")),
+        "exec joins the container's cgroups: {cgroups}"
+    );
     let failing = lab.run(&["exec", "box", "sh", "-c", "exit 4"]);
     assert_eq!(failing.status.code(), Some(4));
     let missing = lab.run(&["exec", "box", "nosuch"]);
