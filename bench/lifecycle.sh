@@ -33,7 +33,7 @@ pelagos=""
 # docker and podman leave iptables chains (DOCKER*, CNI-*) and podman its
 # cni-podman0 bridge behind: removed at exit when the host had none before.
 peer_rules_before=$(iptables-save 2>/dev/null | grep -cE '^:(DOCKER|CNI-)' || true)
-cni_bridge_before=$(ip -br link show cni-podman0 2>/dev/null | wc -l)
+cni_bridge_before=$( (ip -br link show cni-podman0 2>/dev/null || true) | wc -l)
 
 cleanup() {
     set +e
@@ -112,6 +112,9 @@ measure() { # measure LABEL COMMAND...
 
 # -- peers ------------------------------------------------------------------
 docker_cli() { /usr/bin/docker -H "unix://$work/docker/docker.sock" "$@"; }
+# podman gives root containers nofile and nproc limits of 1048576, above this
+# kind of host's hard limits (no CAP_SYS_RESOURCE): runc then refuses them.
+PODMAN_ULIMITS="--ulimit nofile=1024:1024 --ulimit nproc=4096:4096"
 podman_cli() {
     podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" \
         --cgroup-manager cgroupfs --events-backend file --runtime "${PODMAN_RUNTIME:-runc}" "$@"
@@ -156,8 +159,8 @@ bind_hugetlb_to_v1 || echo "note: could not bind hugetlb to v1; crun may refuse 
 need podman podman
 mkdir -p "$work/podman"
 if podman_cli load -i "$archive" >/dev/null 2>&1; then
-    measure "podman --network none" podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" --cgroup-manager cgroupfs --events-backend file --runtime runc run --ulimit host --rm --network none busybox /bin/true
-    measure "podman (default network)" podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" --cgroup-manager cgroupfs --events-backend file --runtime runc run --ulimit host --rm busybox /bin/true
+    measure "podman --network none" podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" --cgroup-manager cgroupfs --events-backend file --runtime runc run $PODMAN_ULIMITS --rm --network none busybox /bin/true
+    measure "podman (default network)" podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" --cgroup-manager cgroupfs --events-backend file --runtime runc run $PODMAN_ULIMITS --rm busybox /bin/true
 else
     echo "podman could-not-load" >> "$results"
 fi
@@ -226,9 +229,9 @@ stop_median() { # stop_median CLI... -> median ms of `stop` over 10 containers
     local times=()
     for _ in $(seq 10); do
         local id
-        id=$("$@" run ${RUN_FLAGS:-} -d busybox sh -c 'trap "exit 0" TERM; while true; do sleep 0.01; done')
+        id=$("$@" run ${RUN_FLAGS:-} -d busybox sh -c 'trap "exit 0" TERM; while true; do sleep 0.01; done') || { echo failed; return; }
         local t0 t1
-        t0=$(date +%s%N); "$@" stop "$id" >/dev/null; t1=$(date +%s%N)
+        t0=$(date +%s%N); "$@" stop "$id" >/dev/null || { echo failed; return; }; t1=$(date +%s%N)
         times+=($(( (t1 - t0) / 1000 )))
         "$@" rm -f "$id" >/dev/null 2>&1 || true
     done
@@ -238,7 +241,7 @@ echo "2. stop of a SIGTERM-trapping container"
 echo "stop:berth $(stop_median "$BERTH")" >> "$results"
 [ -n "$dockerd_pid" ] && echo "stop:docker $(stop_median docker_cli)" >> "$results"
 # podman's default nofile limit (1048576) is above this host's hard limit.
-echo "stop:podman $(RUN_FLAGS="--ulimit host" stop_median podman_cli)" >> "$results"
+echo "stop:podman $(RUN_FLAGS="$PODMAN_ULIMITS" stop_median podman_cli)" >> "$results"
 
 # -- 3. ps -a with 100 containers ---------------------------------------------
 echo "3. ps -a with 100 containers"
@@ -275,7 +278,7 @@ if [ -n "$dockerd_pid" ]; then
     for _ in $(seq 10); do docker_cli run -d --network none busybox sleep 1000 >/dev/null; done
     echo "mem:containerd-shim $(rss_pss $(pgrep -f containerd-shim-runc-v2))" >> "$results"
 fi
-for _ in $(seq 10); do podman_cli run --ulimit host -d --network none busybox sleep 1000 >/dev/null 2>&1 || true; done
+for _ in $(seq 10); do podman_cli run $PODMAN_ULIMITS -d --network none busybox sleep 1000 >/dev/null 2>&1 || true; done
 echo "mem:conmon $(rss_pss $(pgrep -x conmon))" >> "$results"
 
 # -- report ------------------------------------------------------------------

@@ -27,6 +27,11 @@
 //! 4. berth `execveat(fd, "", AT_EMPTY_PATH)` with the same arguments and
 //!    environment. No copy is made: the page cache is shared with the file.
 //!
+//! (`open_tree(OPEN_TREE_CLONE)` plus `mount_setattr(MOUNT_ATTR_RDONLY)`
+//! would make the same view without a helper, but the detached mount is
+//! dissolved when its fd closes at the `execve`, and that waits for an RCU
+//! grace period: measured 2.7 ms slower per command here on Linux 6.18.)
+//!
 //! A binary already on a read-only mount (an immutable OS image, or the
 //! re-executed berth itself) needs nothing: [`is_protected`] checks with
 //! `fstatvfs(2)`.
