@@ -27,12 +27,12 @@ work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 results="$work/results.txt"
 : > "$results"
 dockerd_pid=""
-hugetlb_mounted=""
 pelagos_created=""
 pelagos=""
 # docker and podman leave iptables chains (DOCKER*, CNI-*) and podman its
 # cni-podman0 bridge behind: removed at exit when the host had none before.
-peer_rules_before=$(iptables-save 2>/dev/null | grep -cE '^:(DOCKER|CNI-)' || true)
+source bench/host.sh
+note_peer_rules
 cni_bridge_before=$( (ip -br link show cni-podman0 2>/dev/null || true) | wc -l)
 
 cleanup() {
@@ -56,25 +56,17 @@ cleanup() {
         ip link del "$BERTH_BRIDGE" 2>/dev/null
         [ -n "$table" ] && nft delete table ip "$table" 2>/dev/null
     fi
-    if [ "$peer_rules_before" = 0 ]; then remove_peer_rules; fi
+    remove_peer_rules
     [ "$cni_bridge_before" = 0 ] && ip link del cni-podman0 2>/dev/null
     if [ -n "$pelagos_created" ]; then
         "$pelagos" image rm busybox >/dev/null 2>&1
         ip link del pelagos0 2>/dev/null
         rm -rf /var/lib/pelagos /run/pelagos
     fi
-    [ -n "$hugetlb_mounted" ] && umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb
+    unbind_hugetlb
     [ -n "${state_dir:-}" ] && rm -rf "$state_dir"
     grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l
     rm -rf "$work"
-}
-remove_peer_rules() { # the rules and chains docker and podman made
-    for table in filter nat; do
-        iptables -t "$table" -S 2>/dev/null | grep -E '^-A ' | grep -E 'DOCKER|CNI-|docker0' |
-            sed 's/^-A /-D /' | while read -r rule; do eval iptables -t "$table" "$rule"; done
-        iptables -t "$table" -S 2>/dev/null | grep -E '^-N (DOCKER|CNI-)' | awk '{print $2}' |
-            while read -r chain; do iptables -t "$table" -F "$chain"; iptables -t "$table" -X "$chain"; done
-    done
 }
 trap cleanup EXIT
 
@@ -118,18 +110,6 @@ PODMAN_ULIMITS="--ulimit nofile=1024:1024 --ulimit nproc=4096:4096"
 podman_cli() {
     podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" \
         --cgroup-manager cgroupfs --events-backend file --runtime "${PODMAN_RUNTIME:-runc}" "$@"
-}
-
-bind_hugetlb_to_v1() {
-    [ -d /sys/fs/cgroup/hugetlb ] && return 0
-    mkdir -p /sys/fs/cgroup/hugetlb
-    if ! mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null; then
-        # berth's cgroup driver enabled hugetlb in the unified root; give it back.
-        echo -hugetlb > /sys/fs/cgroup/unified/cgroup.subtree_control 2>/dev/null || true
-        mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb || { rmdir /sys/fs/cgroup/hugetlb; return 1; }
-    fi
-    hugetlb_mounted=1
-    echo "note: bound the hugetlb controller to a v1 hierarchy for crun/podman (undone at exit)"
 }
 
 start_dockerd() {

@@ -37,7 +37,6 @@ work=$(mktemp -d /tmp/berth-netbench.XXXXXX)
 results="$work/results.txt"
 : > "$results"
 dockerd_pid=""
-hugetlb_mounted=""
 berth_bridge=btbench0
 berth_table=""
 # Bridges docker and podman make; removed at the end only if they were not
@@ -84,11 +83,14 @@ cleanup() {
         ip link del "$berth_bridge" 2>/dev/null
         [ -n "$berth_table" ] && nft delete table ip "$berth_table" 2>/dev/null
     fi
-    [ -n "$hugetlb_mounted" ] && umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb
+    unbind_hugetlb
+    remove_peer_rules
     grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l
     rm -rf "$work"
 }
 trap cleanup EXIT
+source bench/host.sh
+note_peer_rules
 
 need hyperfine hyperfine
 need python3 python3
@@ -230,15 +232,6 @@ unset BERTH_ROOT BERTH_STATE BERTH_BRIDGE BERTH_SUBNET BERTH_IP_FORWARD
 
 # -- podman ------------------------------------------------------------------
 echo "podman..."
-bind_hugetlb_to_v1() {
-    [ -d /sys/fs/cgroup/hugetlb ] && return 0
-    mkdir -p /sys/fs/cgroup/hugetlb
-    if ! mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null; then
-        echo -hugetlb > /sys/fs/cgroup/unified/cgroup.subtree_control 2>/dev/null || true
-        mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb || { rmdir /sys/fs/cgroup/hugetlb; return 1; }
-    fi
-    hugetlb_mounted=1
-}
 need podman podman
 bind_hugetlb_to_v1 || echo "note: could not bind hugetlb to v1; podman may refuse this host"
 mkdir -p "$work/podman"

@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Benchmark: /bin/true in the same busybox bundle, N times, with
 # berth-runtime, crun and runc side by side, in two ways:
 #   run                   `RUNTIME run ID` (create + start + wait + delete in one process)
@@ -37,17 +37,14 @@ if [ -z "$berth" ]; then
 fi
 
 work=$(mktemp -d /tmp/berth-bench-runtime.XXXXXX)
-mounted_hugetlb=no
+source "$(dirname "$0")/host.sh"
 cleanup() {
     for rt in berth crun runc; do
         for id in $(ls "$work/state-$rt" 2>/dev/null); do
             "$(runtime_bin $rt)" --root "$work/state-$rt" delete --force "$id" >/dev/null 2>&1 || true
         done
     done
-    if [ "$mounted_hugetlb" = yes ]; then
-        umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb
-        echo "undone: unmounted the hugetlb v1 hierarchy from /sys/fs/cgroup/hugetlb" >&2
-    fi
+    unbind_hugetlb
     rm -rf "$work"
 }
 runtime_bin() {
@@ -71,15 +68,8 @@ EOF
 
 runtimes="berth"
 if command -v crun >/dev/null; then
-    if [ ! -d /sys/fs/cgroup/hugetlb ] && grep -q hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
-        echo "NOTE: binding the hugetlb controller to a v1 hierarchy at /sys/fs/cgroup/hugetlb for crun (undone on exit)" >&2
-        mkdir -p /sys/fs/cgroup/hugetlb
-        if mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb; then
-            mounted_hugetlb=yes
-        else
-            rmdir /sys/fs/cgroup/hugetlb
-            echo "NOTE: could not bind hugetlb; crun may fail on this host" >&2
-        fi
+    if grep -q hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
+        bind_hugetlb_to_v1 >&2 || echo "NOTE: could not bind hugetlb; crun may fail on this host" >&2
     fi
     runtimes="$runtimes crun"
 fi
