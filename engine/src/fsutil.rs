@@ -30,6 +30,19 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Replace `path` with `data` atomically but without `fsync`: a reader sees
+/// the old file or the new one, and a crash may lose the new one. For files
+/// rebuilt before every use (a bundle's `config.json`), where two `fsync`s
+/// would only add latency to a container's start.
+pub fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = temp_sibling(path);
+    let result = fs::write(&tmp, data).and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Serialise `value` as pretty JSON and write it atomically.
 pub fn atomic_write_json<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let data = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;

@@ -17,7 +17,7 @@ use super::overlay::OverlayDirs;
 use super::record::ContainerRecord;
 use super::runtime_bridge;
 use super::spec::{runtime_spec, StartContext};
-use crate::fsutil::atomic_write_json;
+use crate::fsutil::replace_file;
 use crate::paths::Roots;
 
 /// The cgroup every container of this berth gets, relative to each hierarchy.
@@ -63,7 +63,9 @@ pub fn write_bundle(
     };
     let spec = runtime_spec(record, &ctx).map_err(|e| format!("building the OCI spec: {e}"))?;
     let path = bundle.join("config.json");
-    atomic_write_json(&path, &spec).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Rebuilt before every start: replaced atomically, but not fsync'ed.
+    let json = serde_json::to_vec_pretty(&spec).map_err(|e| format!("{}: {e}", path.display()))?;
+    replace_file(&path, &json).map_err(|e| format!("{}: {e}", path.display()))?;
     tracing::debug!(step = "bundle", config = %path.display(), uid, gid,
         "wrote the OCI bundle's {} (process uid {uid}, gid {gid}) for the runtime", path.display());
     Ok(())

@@ -188,8 +188,12 @@ impl ContainerStore {
     ) -> Result<(ContainerRecord, T), ContainerError> {
         let _lock = self.lock(id)?;
         let mut record = self.load(id)?;
+        let before = record.clone();
         let out = change(&mut record);
-        self.save(&record)?;
+        // Nothing changed, nothing to write (and no fsync to wait for).
+        if record != before {
+            self.save(&record)?;
+        }
         Ok((record, out))
     }
 
