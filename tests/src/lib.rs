@@ -349,3 +349,53 @@ impl Drop for Lab {
         }
     }
 }
+
+/// Removes, when dropped, the parent cgroup a peer engine made (podman's
+/// `libpod_parent`, containerd's namespace `default`) from every hierarchy
+/// where it did not exist when the guard was made. Only empty directories go
+/// (deepest first): the kernel refuses to remove a cgroup with processes.
+pub struct PeerCgroupParent {
+    name: String,
+    preexisting: Vec<PathBuf>,
+}
+
+impl PeerCgroupParent {
+    pub fn new(name: &str) -> PeerCgroupParent {
+        let preexisting = Self::dirs(name)
+            .into_iter()
+            .filter(|d| d.exists())
+            .collect();
+        PeerCgroupParent {
+            name: name.to_string(),
+            preexisting,
+        }
+    }
+
+    /// `/sys/fs/cgroup/<hierarchy>/<name>` for every hierarchy.
+    fn dirs(name: &str) -> Vec<PathBuf> {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .map(|entries| entries.flatten().map(|e| e.path().join(name)).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for PeerCgroupParent {
+    fn drop(&mut self) {
+        for dir in Self::dirs(&self.name) {
+            if dir.exists() && !self.preexisting.contains(&dir) {
+                remove_empty_cgroups(&dir);
+            }
+        }
+    }
+}
+
+fn remove_empty_cgroups(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_cgroups(&entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}

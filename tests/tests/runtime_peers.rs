@@ -54,6 +54,8 @@ fn assert_no_cgroup_named(needle: &str) {
 
 struct Podman {
     dir: tempfile::TempDir,
+    /// Declared last: dropped after `drop` removed the containers.
+    _parent: berth_tests::PeerCgroupParent,
 }
 
 impl Podman {
@@ -63,6 +65,7 @@ impl Podman {
                 .prefix("berth-podman-")
                 .tempdir()
                 .unwrap(),
+            _parent: berth_tests::PeerCgroupParent::new("libpod_parent"),
         }
     }
 
@@ -177,6 +180,8 @@ fn podman_runs_execs_pauses_and_removes_containers_with_berth_runtime() {
 struct Containerd {
     dir: tempfile::TempDir,
     daemon: Child,
+    /// containerd's namespace is the tasks' parent cgroup.
+    _parent: berth_tests::PeerCgroupParent,
 }
 
 impl Containerd {
@@ -201,7 +206,11 @@ impl Containerd {
             .stderr(log)
             .spawn()
             .expect("start containerd");
-        let ctd = Containerd { dir, daemon };
+        let ctd = Containerd {
+            dir,
+            daemon,
+            _parent: berth_tests::PeerCgroupParent::new("default"),
+        };
         // Wait for its socket to answer.
         let deadline = Instant::now() + Duration::from_secs(30);
         while !ctd.ctr(&["version"]).status.success() {
