@@ -3,8 +3,10 @@
 //! Mechanism: write to a temporary name in the same directory, `fsync` it,
 //! `rename(2)` it over the final name, then `fsync` the directory so the rename
 //! itself is durable. A reader therefore sees the old file or the new one,
-//! never half of one. Mutations are serialised with `flock(2)` on a lock file,
-//! which the kernel releases by itself when the holder dies.
+//! never half of one. Files rebuilt before every use skip the two `fsync`s
+//! ([`replace_file`]): still never torn, but a crash may lose them. Mutations
+//! are serialised with `flock(2)` on a lock file, which the kernel releases
+//! by itself when the holder dies.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -21,7 +21,7 @@ use oci_spec::runtime::{LinuxResources, Process, Spec};
 
 use crate::bundle;
 use crate::capabilities::CapabilitySets;
-use crate::cgroups::{self, CgroupManager};
+use crate::cgroups::{self, CgroupError, CgroupManager, SelfJoinFile};
 use crate::channel::{self, InitEvent};
 use crate::devices;
 use crate::error::{Error, Result, WireError};
@@ -286,11 +286,7 @@ pub fn create(opts: CreateOptions) -> Result<Created> {
     // Outside user namespaces the init moves itself into the v1 hierarchies
     // (no RCU grace period to wait for; cgroups::self_join).
     let in_user_ns = ns.new_user || ns.has(oci_spec::runtime::LinuxNamespaceType::User);
-    let cgroup_self_join = if in_user_ns {
-        Vec::new()
-    } else {
-        cgroup.self_join_files()?
-    };
+    let cgroup_self_join = self_join_files(cgroup.as_ref(), in_user_ns)?;
     let config = init::InitConfig {
         plan,
         joins: if ns.join_before_clone {
@@ -370,12 +366,7 @@ pub fn create(opts: CreateOptions) -> Result<Created> {
     parent_channel.send_go(pid.as_raw())?;
     // The init builds its mounts meanwhile and waits for `Joined` only
     // before its cgroup namespace.
-    if in_user_ns {
-        // Slow on cgroup v1: the first write waits for an RCU grace period.
-        cgroup.add_process(pid)?;
-    } else {
-        cgroup.join_remaining(pid)?;
-    }
+    finish_cgroup_join(cgroup.as_ref(), pid, in_user_ns)?;
     parent_channel.send_joined()?;
 
     hook_state.pid = pid.as_raw();
@@ -787,39 +778,77 @@ fn stop_init(record: &Record, cgroup: &dyn CgroupManager) -> Result<()> {
     Ok(())
 }
 
+/// The files through which a new process moves itself into the v1
+/// hierarchies (cgroups::self_join): none in a user namespace, where it
+/// cannot, and the parent moves it instead ([`finish_cgroup_join`]).
+fn self_join_files(
+    cgroup: &dyn CgroupManager,
+    in_user_ns: bool,
+) -> std::result::Result<Vec<SelfJoinFile>, CgroupError> {
+    if in_user_ns {
+        Ok(Vec::new())
+    } else {
+        cgroup.self_join_files()
+    }
+}
+
+/// The parent's half of a new process's cgroup join.
+fn finish_cgroup_join(
+    cgroup: &dyn CgroupManager,
+    pid: Pid,
+    in_user_ns: bool,
+) -> std::result::Result<(), CgroupError> {
+    if in_user_ns {
+        // Slow on cgroup v1: the first write waits for an RCU grace period.
+        cgroup.add_process(pid)
+    } else {
+        cgroup.join_remaining(pid)
+    }
+}
+
 /// Freeze every process of the container.
 pub fn pause(root: &Path, id: &str) -> Result<()> {
-    let dir = StateDir::open(root, id)?;
-    let mut record = dir.read()?;
-    let status = record.status(&dir.path);
-    if status != Status::Running {
-        return Err(Error::WrongState {
-            id: id.to_string(),
-            status: status.to_string(),
-            action: "pause",
-            hint: " (only a running container can be paused)",
-        });
-    }
-    manager_for(&record.config, id)?.freeze()?;
-    record.paused = true;
-    dir.write(&record)
+    set_frozen(root, id, true)
 }
 
 /// Thaw a paused container.
 pub fn resume(root: &Path, id: &str) -> Result<()> {
+    set_frozen(root, id, false)
+}
+
+/// `pause` (freeze the cgroup) or `resume` (thaw it), and record it.
+fn set_frozen(root: &Path, id: &str, frozen: bool) -> Result<()> {
+    let (required, action, hint) = if frozen {
+        (
+            Status::Running,
+            "pause",
+            " (only a running container can be paused)",
+        )
+    } else {
+        (
+            Status::Paused,
+            "resume",
+            " (only a paused container can be resumed)",
+        )
+    };
     let dir = StateDir::open(root, id)?;
     let mut record = dir.read()?;
     let status = record.status(&dir.path);
-    if status != Status::Paused {
+    if status != required {
         return Err(Error::WrongState {
             id: id.to_string(),
             status: status.to_string(),
-            action: "resume",
-            hint: " (only a paused container can be resumed)",
+            action,
+            hint,
         });
     }
-    manager_for(&record.config, id)?.thaw()?;
-    record.paused = false;
+    let cgroup = manager_for(&record.config, id)?;
+    if frozen {
+        cgroup.freeze()?;
+    } else {
+        cgroup.thaw()?;
+    }
+    record.paused = frozen;
     dir.write(&record)
 }
 
@@ -922,11 +951,7 @@ pub fn exec(root: &Path, id: &str, process: Process, opts: ExecOptions) -> Resul
         env: process.env().clone().unwrap_or_default(),
         cwd: process.cwd().clone(),
         preserve_fds: opts.preserve_fds,
-        cgroup_self_join: if in_user_ns {
-            Vec::new()
-        } else {
-            cgroup.self_join_files()?
-        },
+        cgroup_self_join: self_join_files(cgroup.as_ref(), in_user_ns)?,
     };
     let cgroup_fd = cgroup.clone_into_fd();
     let request = spawn::SpawnRequest {
@@ -962,14 +987,7 @@ pub fn exec(root: &Path, id: &str, process: Process, opts: ExecOptions) -> Resul
         }
         because_init_exited(err)
     };
-    // Outside user namespaces the process moved itself into the v1
-    // hierarchies on arrival (cgroups::self_join).
-    let joined = if in_user_ns {
-        cgroup.add_process(pid)
-    } else {
-        cgroup.join_remaining(pid)
-    };
-    joined.map_err(|e| kill_on_error(e.into()))?;
+    finish_cgroup_join(cgroup.as_ref(), pid, in_user_ns).map_err(|e| kill_on_error(e.into()))?;
     parent_channel
         .send_go(pid.as_raw())
         .map_err(kill_on_error)?;

@@ -74,11 +74,7 @@ pub enum UserError {
 pub fn parse_passwd(reader: impl Read) -> Vec<PasswdEntry> {
     lines(reader)
         .filter_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            let name = fields.first()?.trim();
-            if name.is_empty() || name.starts_with('#') {
-                return None;
-            }
+            let (name, fields) = named_fields(&line)?;
             Some(PasswdEntry {
                 name: name.to_string(),
                 uid: fields.get(2)?.trim().parse().ok()?,
@@ -94,11 +90,7 @@ pub fn parse_passwd(reader: impl Read) -> Vec<PasswdEntry> {
 pub fn parse_group(reader: impl Read) -> Vec<GroupEntry> {
     lines(reader)
         .filter_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            let name = fields.first()?.trim();
-            if name.is_empty() || name.starts_with('#') {
-                return None;
-            }
+            let (name, fields) = named_fields(&line)?;
             let members = fields
                 .get(3)
                 .map(|list| {
@@ -116,6 +108,17 @@ pub fn parse_group(reader: impl Read) -> Vec<GroupEntry> {
             })
         })
         .collect()
+}
+
+/// A passwd or group line's name and its `:`-separated fields; `None` for a
+/// blank name or a comment.
+fn named_fields(line: &str) -> Option<(&str, Vec<&str>)> {
+    let fields: Vec<&str> = line.split(':').collect();
+    let name = fields.first()?.trim();
+    if name.is_empty() || name.starts_with('#') {
+        return None;
+    }
+    Some((name, fields))
 }
 
 /// The lines of at most [`MAX_FILE_BYTES`], skipping over-long and non-UTF-8 ones.

@@ -350,6 +350,19 @@ impl Drop for Lab {
     }
 }
 
+/// `<hierarchy>/<relative>` in every cgroup hierarchy under /sys/fs/cgroup
+/// (and `/sys/fs/cgroup/<relative>` itself, a pure v2 host's), those that
+/// exist now.
+pub fn existing_cgroup_dirs(relative: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .map(|entries| entries.flatten().map(|e| e.path().join(relative)).collect())
+        .unwrap_or_default();
+    found.push(Path::new("/sys/fs/cgroup").join(relative));
+    found.retain(|d| d.is_dir());
+    found.dedup();
+    found
+}
+
 /// Removes, when dropped, the parent cgroup a peer engine made (podman's
 /// `libpod_parent`, containerd's namespace `default`) from every hierarchy
 /// where it did not exist when the guard was made. Only empty directories go
@@ -361,28 +374,17 @@ pub struct PeerCgroupParent {
 
 impl PeerCgroupParent {
     pub fn new(name: &str) -> PeerCgroupParent {
-        let preexisting = Self::dirs(name)
-            .into_iter()
-            .filter(|d| d.exists())
-            .collect();
         PeerCgroupParent {
             name: name.to_string(),
-            preexisting,
+            preexisting: existing_cgroup_dirs(Path::new(name)),
         }
-    }
-
-    /// `/sys/fs/cgroup/<hierarchy>/<name>` for every hierarchy.
-    fn dirs(name: &str) -> Vec<PathBuf> {
-        std::fs::read_dir("/sys/fs/cgroup")
-            .map(|entries| entries.flatten().map(|e| e.path().join(name)).collect())
-            .unwrap_or_default()
     }
 }
 
 impl Drop for PeerCgroupParent {
     fn drop(&mut self) {
-        for dir in Self::dirs(&self.name) {
-            if dir.exists() && !self.preexisting.contains(&dir) {
+        for dir in existing_cgroup_dirs(Path::new(&self.name)) {
+            if !self.preexisting.contains(&dir) {
                 remove_empty_cgroups(&dir);
             }
         }

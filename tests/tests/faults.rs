@@ -314,12 +314,9 @@ impl Harness {
         let mut cgroups = Vec::new();
         let mut veths = Vec::new();
         for id in &self.known_ids {
-            for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-                let dir = hierarchy.path().join("berth").join(id);
-                if dir.exists() {
-                    cgroups.push(dir);
-                }
-            }
+            cgroups.extend(berth_tests::existing_cgroup_dirs(
+                &Path::new("berth").join(id),
+            ));
             if Path::new(&format!("/sys/class/net/vb{}", &id[..12])).exists() {
                 veths.push(format!("vb{}", &id[..12]));
             }
@@ -634,12 +631,8 @@ fn after_a_reboot_containers_show_exited_and_start_again() {
         }
         wait_gone(pid);
         wait_gone(monitor);
-        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let dir = hierarchy.path().join("berth").join(id);
-            if dir.exists() {
-                std::fs::remove_dir(&dir)
-                    .unwrap_or_else(|e| panic!("rmdir {}: {e}", dir.display()));
-            }
+        for dir in berth_tests::existing_cgroup_dirs(&Path::new("berth").join(id)) {
+            std::fs::remove_dir(&dir).unwrap_or_else(|e| panic!("rmdir {}: {e}", dir.display()));
         }
     }
     std::fs::remove_dir_all(root.state()).unwrap();

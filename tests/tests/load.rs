@@ -199,10 +199,8 @@ fn a_hundred_containers_start_and_stop_concurrently() {
     }
     // No monitor, cgroup, veth or mount is left behind.
     for id in &ids {
-        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let dir = hierarchy.path().join("berth").join(id);
-            assert!(!dir.exists(), "cgroup left: {}", dir.display());
-        }
+        let left = berth_tests::existing_cgroup_dirs(&std::path::Path::new("berth").join(id));
+        assert!(left.is_empty(), "cgroups left: {left:?}");
         let veth = format!("/sys/class/net/vb{}", &id[..12]);
         assert!(!std::path::Path::new(&veth).exists(), "veth left: {veth}");
     }

@@ -177,6 +177,9 @@ fn podman_runs_execs_pauses_and_removes_containers_with_berth_runtime() {
 }
 
 /// A containerd daemon of our own, killed (by pid) on drop.
+/// The busybox fixture's name in containerd.
+const BUSYBOX: &str = "docker.io/library/busybox:latest";
+
 struct Containerd {
     dir: tempfile::TempDir,
     daemon: Child,
@@ -220,6 +223,26 @@ impl Containerd {
         ctd
     }
 
+    /// A containerd of its own with the busybox fixture imported; `None`
+    /// (the test is skipped, with a notice) where containerd is not installed.
+    fn with_busybox() -> Option<Containerd> {
+        require_root();
+        if !installed("containerd") || !installed("ctr") {
+            eprintln!("NOTICE: containerd is not installed; skipping the containerd test (apt-get install containerd)");
+            return None;
+        }
+        let ctd = Containerd::start();
+        ok(
+            ctd.ctr(&[
+                "images",
+                "import",
+                fixture("busybox/docker-archive.tar").to_str().unwrap(),
+            ]),
+            "ctr images import",
+        );
+        Some(ctd)
+    }
+
     fn socket(&self) -> PathBuf {
         self.dir.path().join("containerd.sock")
     }
@@ -245,23 +268,12 @@ impl Drop for Containerd {
 
 #[test]
 fn containerd_runs_execs_lists_and_kills_tasks_with_berth_runtime() {
-    require_root();
-    if !installed("containerd") || !installed("ctr") {
-        eprintln!("NOTICE: containerd is not installed; skipping the containerd test (apt-get install containerd)");
+    let Some(ctd) = Containerd::with_busybox() else {
         return;
-    }
-    let ctd = Containerd::start();
+    };
     let runtime = bin("berth-runtime");
     let runtime = runtime.to_str().unwrap();
-    ok(
-        ctd.ctr(&[
-            "images",
-            "import",
-            fixture("busybox/docker-archive.tar").to_str().unwrap(),
-        ]),
-        "ctr images import",
-    );
-    let image = "docker.io/library/busybox:latest";
+    let image = BUSYBOX;
     let one_shot = unique_id("ctd-once");
     let out = ctd.ctr(&[
         "run",
@@ -350,23 +362,12 @@ fn containerd_runs_execs_lists_and_kills_tasks_with_berth_runtime() {
 /// and the cgroup path and limits of containerd's spec (`/NAMESPACE/ID`).
 #[test]
 fn containerd_reads_berth_runtime_errors_and_its_fds_never_reach_the_task() {
-    require_root();
-    if !installed("containerd") || !installed("ctr") {
-        eprintln!("NOTICE: containerd is not installed; skipping the containerd test (apt-get install containerd)");
+    let Some(ctd) = Containerd::with_busybox() else {
         return;
-    }
-    let ctd = Containerd::start();
+    };
     let runtime = bin("berth-runtime");
     let runtime = runtime.to_str().unwrap();
-    ok(
-        ctd.ctr(&[
-            "images",
-            "import",
-            fixture("busybox/docker-archive.tar").to_str().unwrap(),
-        ]),
-        "ctr images import",
-    );
-    let image = "docker.io/library/busybox:latest";
+    let image = BUSYBOX;
 
     // The shim reports what berth-runtime wrote to its JSON log, in
     // berth-runtime's own words.

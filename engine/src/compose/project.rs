@@ -283,29 +283,23 @@ impl Project {
 
     /// The real name of network `key` (`PROJECT_KEY` unless `name:` or external).
     pub fn network_name(&self, key: &str) -> String {
-        match self.model.networks.iter().find(|n| n.key == key) {
-            Some(def) => def.name.clone().unwrap_or_else(|| {
-                if def.external {
-                    key.to_string()
-                } else {
-                    format!("{}_{key}", self.name)
-                }
-            }),
-            None => format!("{}_{key}", self.name),
-        }
+        let def = self.model.networks.iter().find(|n| n.key == key);
+        self.real_name(key, def.map(|d| (d.name.as_deref(), d.external)))
     }
 
-    /// The real name of volume `key`.
+    /// The real name of volume `key` (the same rules).
     pub fn volume_name(&self, key: &str) -> String {
-        match self.model.volumes.iter().find(|v| v.key == key) {
-            Some(def) => def.name.clone().unwrap_or_else(|| {
-                if def.external {
-                    key.to_string()
-                } else {
-                    format!("{}_{key}", self.name)
-                }
-            }),
-            None => format!("{}_{key}", self.name),
+        let def = self.model.volumes.iter().find(|v| v.key == key);
+        self.real_name(key, def.map(|d| (d.name.as_deref(), d.external)))
+    }
+
+    /// A top-level network's or volume's name: its `name:`, else the key
+    /// itself when `external:`, else `PROJECT_KEY`.
+    fn real_name(&self, key: &str, def: Option<(Option<&str>, bool)>) -> String {
+        match def {
+            Some((Some(name), _)) => name.to_string(),
+            Some((None, true)) => key.to_string(),
+            _ => format!("{}_{key}", self.name),
         }
     }
 

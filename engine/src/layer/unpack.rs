@@ -394,23 +394,8 @@ impl Unpacker {
         // The target is stored, never followed by berth: any value is safe.
         rustix::fs::symlinkat(OsStr::from_bytes(target), parent, name)
             .map_err(io_err(shown, "symlinkat"))?;
-        rustix::fs::chownat(
-            parent,
-            name,
-            Some(meta.uid),
-            Some(meta.gid),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(io_err(shown, "fchownat"))?;
-        set_xattrs_nofollow(parent, name, shown, meta)?;
-        rustix::fs::utimensat(
-            parent,
-            name,
-            &timestamps(meta.mtime),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(io_err(shown, "utimensat"))?;
-        Ok(())
+        chown_nofollow(parent, name, shown, meta)?;
+        finish_nofollow(parent, name, shown, meta)
     }
 
     fn hardlink(
@@ -486,14 +471,7 @@ impl Unpacker {
         self.clear_slot(shown, parent, name, false)?;
         rustix::fs::mknodat(parent, name, file_type, Mode::from_raw_mode(0o600), dev)
             .map_err(io_err(shown, "mknodat"))?;
-        rustix::fs::chownat(
-            parent,
-            name,
-            Some(meta.uid),
-            Some(meta.gid),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(io_err(shown, "fchownat"))?;
+        chown_nofollow(parent, name, shown, meta)?;
         // fchmodat cannot refuse to follow a symlink; go through an O_PATH
         // fd of the node itself instead (its /proc/self/fd link is the node).
         let node = rustix::fs::openat(
@@ -504,15 +482,7 @@ impl Unpacker {
         )
         .map_err(io_err(shown, "opening the new node"))?;
         rustix::fs::chmod(proc_fd_path(&node), meta.mode).map_err(io_err(shown, "chmod"))?;
-        set_xattrs_nofollow(parent, name, shown, meta)?;
-        rustix::fs::utimensat(
-            parent,
-            name,
-            &timestamps(meta.mtime),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(io_err(shown, "utimensat"))?;
-        Ok(())
+        finish_nofollow(parent, name, shown, meta)
     }
 
     /// `.wh.NAME` and `.wh..wh..opq` entries.
@@ -755,6 +725,42 @@ fn apply_owner_mode_xattrs(fd: &impl AsFd, shown: &str, meta: &Meta) -> Result<(
         tolerate_unsupported_xattr(result, shown, name)?;
     }
     Ok(())
+}
+
+/// The owner of a node that must not be followed (symlink, device, fifo):
+/// `fchownat(AT_SYMLINK_NOFOLLOW)`.
+fn chown_nofollow(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    shown: &str,
+    meta: &Meta,
+) -> Result<(), LayerError> {
+    rustix::fs::chownat(
+        parent,
+        name,
+        Some(meta.uid),
+        Some(meta.gid),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(io_err(shown, "fchownat"))
+}
+
+/// The last steps for such a node: its xattrs, then its mtime
+/// (`utimensat(AT_SYMLINK_NOFOLLOW)`).
+fn finish_nofollow(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    shown: &str,
+    meta: &Meta,
+) -> Result<(), LayerError> {
+    set_xattrs_nofollow(parent, name, shown, meta)?;
+    rustix::fs::utimensat(
+        parent,
+        name,
+        &timestamps(meta.mtime),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(io_err(shown, "utimensat"))
 }
 
 /// Xattrs on a node that cannot be opened for writing (symlink, device,

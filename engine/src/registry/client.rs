@@ -220,14 +220,7 @@ impl Client {
             #[serde(default)]
             access_token: String,
         }
-        let token: Token = response
-            .into_body()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_vec()
-            .map_err(|e| {
-                RegistryError::Protocol(format!("token service {realm}: {}", describe(&e)))
-            })
+        let token: Token = read_body(response, 1 << 20, &format!("token service {realm}"))
             .and_then(|bytes| {
                 serde_json::from_slice(&bytes)
                     .map_err(|e| RegistryError::Protocol(format!("token service {realm}: {e}")))
@@ -396,6 +389,20 @@ pub fn percent_encode(text: &str) -> String {
 }
 
 /// Header value as text ("" when absent or not text).
+/// The body of `response`, at most `limit` bytes; the error names `what`.
+pub fn read_body(
+    response: Response<ureq::Body>,
+    limit: u64,
+    what: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    response
+        .into_body()
+        .with_config()
+        .limit(limit)
+        .read_to_vec()
+        .map_err(|e| RegistryError::Protocol(format!("{what}: {}", describe(&e))))
+}
+
 pub fn header(response: &Response<ureq::Body>, name: &str) -> String {
     response
         .headers()

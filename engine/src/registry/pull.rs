@@ -29,7 +29,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest as _, Sha256};
 
-use super::client::{header, Client, Payload};
+use super::client::{header, read_body, Client, Payload};
 use super::{CredentialStore, RegistryError};
 use crate::image::manifest::{
     check_config_media_type, check_layer_media_type, host_architecture, manifest_kind, Descriptor,
@@ -315,17 +315,11 @@ fn fetch_manifest(
         .trim()
         .to_string();
     let announced = Digest::parse(&header(&response, "docker-content-digest")).ok();
-    let bytes = response
-        .into_body()
-        .with_config()
-        .limit(MAX_DOCUMENT)
-        .read_to_vec()
-        .map_err(|e| {
-            RegistryError::Protocol(format!(
-                "reading manifest {wanted}: {}",
-                super::http::describe(&e)
-            ))
-        })?;
+    let bytes = read_body(
+        response,
+        MAX_DOCUMENT,
+        &format!("reading manifest {wanted}"),
+    )?;
     let actual = Digest::of(&bytes);
     if let Some(expected) = expected.or(announced.as_ref()) {
         if &actual != expected {
@@ -401,18 +395,11 @@ fn fetch_small_blob(
     if !response.status().is_success() {
         return Err(client.error_from(&format!("config blob {}", desc.digest), response));
     }
-    let bytes = response
-        .into_body()
-        .with_config()
-        .limit(MAX_DOCUMENT)
-        .read_to_vec()
-        .map_err(|e| {
-            RegistryError::Protocol(format!(
-                "reading config {}: {}",
-                desc.digest,
-                super::http::describe(&e)
-            ))
-        })?;
+    let bytes = read_body(
+        response,
+        MAX_DOCUMENT,
+        &format!("reading config {}", desc.digest),
+    )?;
     let actual = Digest::of(&bytes);
     if actual != desc.digest {
         return Err(RegistryError::DigestMismatch {

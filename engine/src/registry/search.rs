@@ -9,7 +9,7 @@
 //! is a full listing filtered on the client, so at most
 //! [`MAX_CATALOG_ENTRIES`] names are read.
 
-use super::client::{header, Client, Payload};
+use super::client::{header, read_body, Client, Payload};
 use super::{CredentialStore, RegistryError};
 
 /// Names read from a catalog at most, whatever `--limit` says.
@@ -61,17 +61,7 @@ pub fn search(
             #[serde(default)]
             repositories: Vec<String>,
         }
-        let catalog: Catalog = response
-            .into_body()
-            .with_config()
-            .limit(16 << 20)
-            .read_to_vec()
-            .map_err(|e| {
-                RegistryError::Protocol(format!(
-                    "the catalog of {registry}: {}",
-                    super::http::describe(&e)
-                ))
-            })
+        let catalog: Catalog = read_body(response, 16 << 20, &format!("the catalog of {registry}"))
             .and_then(|bytes| {
                 serde_json::from_slice(&bytes)
                     .map_err(|e| RegistryError::Protocol(format!("the catalog of {registry}: {e}")))

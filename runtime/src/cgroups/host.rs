@@ -46,6 +46,21 @@ const V1_CONTROLLERS: &[&str] = &[
     "misc",
 ];
 
+/// The lines of a /proc/PID/cgroup text (`ID:CONTROLLERS:PATH`) as
+/// `(controllers, path)`; the unified hierarchy's line (`0::/path`) has
+/// empty controllers. Paths are as the reader's cgroup namespace shows them.
+pub fn parse_proc_cgroup(text: &str) -> Vec<(String, PathBuf)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let _id = parts.next()?;
+            let controllers = parts.next()?.to_string();
+            let path = PathBuf::from(parts.next()?);
+            Some((controllers, path))
+        })
+        .collect()
+}
+
 /// The layout of this host, from `statfs` alone (two syscalls).
 pub fn detect() -> Result<CgroupLayout, CgroupError> {
     detect_at(Path::new(CGROUP_ROOT), Path::new(HYBRID_UNIFIED))

@@ -47,7 +47,9 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
-pub use host::{detect, parse_mountinfo, CgroupHost, CgroupMount, MountKind, V1Hierarchy};
+pub use host::{
+    detect, parse_mountinfo, parse_proc_cgroup, CgroupHost, CgroupMount, MountKind, V1Hierarchy,
+};
 pub use hybrid::HybridManager;
 pub use path::{CgroupPath, DEFAULT_PARENT};
 pub use self_join::{join_self, SelfJoinFile};

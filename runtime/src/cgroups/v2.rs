@@ -170,9 +170,9 @@ impl V2Manager {
             return false;
         };
         let ours = Path::new("/").join(self.path.relative());
-        text.lines()
-            .filter_map(|line| line.strip_prefix("0::"))
-            .any(|path| Path::new(path) == ours)
+        super::parse_proc_cgroup(&text)
+            .iter()
+            .any(|(controllers, path)| controllers.is_empty() && *path == ours)
     }
 
     /// Controllers the hierarchy offers (the root's `cgroup.controllers`).
@@ -695,6 +695,15 @@ mod tests {
     use oci_spec::runtime::*;
     use std::collections::HashMap;
 
+    /// The driver of container `c1`, its cgroup created on `fake`.
+    fn created_c1(fake: &FakeCgroupfs) -> V2Manager {
+        let m = fake
+            .host
+            .v2_manager(CgroupPath::resolve(None, "c1").unwrap());
+        m.create().unwrap();
+        m
+    }
+
     #[test]
     fn shares_to_weight_maps_ends_and_default() {
         assert_eq!(cpu_shares_to_weight(0), 0);
@@ -794,10 +803,7 @@ mod tests {
     #[test]
     fn writes_every_limit_file_with_converted_values() {
         let fake = FakeCgroupfs::v2();
-        let m = fake
-            .host
-            .v2_manager(CgroupPath::resolve(None, "c1").unwrap());
-        m.create().unwrap();
+        let m = created_c1(&fake);
         recorder::take();
         m.apply_resources(&resources()).unwrap();
 
@@ -872,10 +878,7 @@ mod tests {
     #[test]
     fn a_missing_controller_is_refused_before_any_write() {
         let fake = FakeCgroupfs::v2_with_controllers("hugetlb");
-        let m = fake
-            .host
-            .v2_manager(CgroupPath::resolve(None, "c1").unwrap());
-        m.create().unwrap();
+        let m = created_c1(&fake);
         recorder::take();
         let err = m.apply_resources(&resources()).unwrap_err();
         assert!(
@@ -903,10 +906,7 @@ mod tests {
         check_unified_key("cgroup.freeze").unwrap();
 
         let fake = FakeCgroupfs::v2();
-        let m = fake
-            .host
-            .v2_manager(CgroupPath::resolve(None, "c1").unwrap());
-        m.create().unwrap();
+        let m = created_c1(&fake);
         let r = LinuxResourcesBuilder::default()
             .unified(HashMap::from([(
                 "memory.nonexistent".to_string(),
@@ -924,10 +924,7 @@ mod tests {
     #[test]
     fn realtime_and_network_are_refused_on_v2() {
         let fake = FakeCgroupfs::v2();
-        let m = fake
-            .host
-            .v2_manager(CgroupPath::resolve(None, "c1").unwrap());
-        m.create().unwrap();
+        let m = created_c1(&fake);
         let r = LinuxResourcesBuilder::default()
             .cpu(
                 LinuxCpuBuilder::default()
@@ -957,10 +954,7 @@ mod tests {
     #[test]
     fn unlimited_values_and_unknown_page_sizes() {
         let fake = FakeCgroupfs::v2();
-        let m = fake
-            .host
-            .v2_manager(CgroupPath::resolve(None, "c1").unwrap());
-        m.create().unwrap();
+        let m = created_c1(&fake);
         let r = LinuxResourcesBuilder::default()
             .memory(
                 LinuxMemoryBuilder::default()
@@ -992,10 +986,7 @@ mod tests {
     #[test]
     fn stats_read_back_usage_and_limits() {
         let fake = FakeCgroupfs::v2();
-        let m = fake
-            .host
-            .v2_manager(CgroupPath::resolve(None, "c1").unwrap());
-        m.create().unwrap();
+        let m = created_c1(&fake);
         std::fs::write(m.dir().join("memory.current"), "4096\n").unwrap();
         std::fs::write(m.dir().join("memory.max"), "max\n").unwrap();
         std::fs::write(m.dir().join("pids.current"), "3\n").unwrap();

@@ -69,16 +69,7 @@ impl HostCgroups {
 
     /// The layout from the text of /proc/self/mountinfo and /proc/self/cgroup.
     pub fn from_tables(mountinfo_text: &str, proc_cgroup: &str) -> HostCgroups {
-        let memberships: Vec<(String, PathBuf)> = proc_cgroup
-            .lines()
-            .filter_map(|line| {
-                let mut parts = line.splitn(3, ':');
-                let _id = parts.next()?;
-                let controllers = parts.next()?.to_string();
-                let path = PathBuf::from(parts.next()?);
-                Some((controllers, path))
-            })
-            .collect();
+        let memberships = crate::cgroups::parse_proc_cgroup(proc_cgroup);
         let mut hierarchies = Vec::new();
         for m in mountinfo::parse(mountinfo_text) {
             let version = match m.fstype.as_str() {

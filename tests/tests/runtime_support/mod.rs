@@ -223,22 +223,7 @@ impl Drop for Runtime {
 /// The cgroup directories a container with the default cgroupsPath would
 /// have (`<hierarchy>/berth/<id>`), that exist now.
 pub fn cgroup_dirs_of(id: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let candidate = entry.path().join("berth").join(id);
-        if candidate.exists() {
-            found.push(candidate);
-        }
-    }
-    // A pure cgroup v2 host.
-    let unified = Path::new("/sys/fs/cgroup/berth").join(id);
-    if unified.exists() && !found.contains(&unified) {
-        found.push(unified);
-    }
-    found
+    berth_tests::existing_cgroup_dirs(&Path::new("berth").join(id))
 }
 
 /// Host processes whose command line mentions `needle` (the container id).
