@@ -10,7 +10,9 @@
 //!
 //! v1 quirks handled here:
 //! - a new cpuset cgroup starts with empty `cpuset.cpus`/`cpuset.mems` and
-//!   refuses tasks until they are set: copied from the parent at creation;
+//!   refuses tasks (ENOSPC) until they are set: every empty level down to the
+//!   container's directory gets its parent's, including a shared parent that
+//!   a concurrent start made a moment ago and has not filled yet;
 //! - `memory.memsw.limit_in_bytes` (memory+swap) must stay >= the memory
 //!   limit at every moment: the two are written in whichever order keeps that;
 //! - `devices.allow` with type `a` means every device whatever follows it,
@@ -224,14 +226,19 @@ impl V1Manager {
     }
 
     /// A new cpuset cgroup has no CPUs and memory nodes, and the kernel
-    /// refuses to move tasks into it: give each directory we created its
-    /// parent's, top-down.
-    fn init_cpuset(&self, created: &[PathBuf]) -> Result<(), CgroupError> {
-        for dir in created {
+    /// refuses to move tasks into it (ENOSPC). Fill every level from the
+    /// mount down to the container's directory with its parent's set when
+    /// empty — not only the levels this call made: a shared parent such as
+    /// /berth may have just been made by a concurrent start that has not
+    /// filled it yet, and copying its empty set would leave ours empty too.
+    fn init_cpuset(&self, d: &V1Dir) -> Result<(), CgroupError> {
+        let mut dir = d.mount.clone();
+        for component in self.path.relative().components() {
+            dir.push(component);
             for file in ["cpuset.cpus", "cpuset.mems"] {
-                if fsio::read(dir, file)?.trim().is_empty() {
-                    let parent = dir.parent().expect("a created cgroup has a parent");
-                    fsio::write(dir, file, fsio::read(parent, file)?.trim())?;
+                if fsio::read(&dir, file)?.trim().is_empty() {
+                    let parent = dir.parent().expect("below the mount");
+                    fsio::write(&dir, file, fsio::read(parent, file)?.trim())?;
                 }
             }
         }
@@ -243,7 +250,7 @@ impl V1Manager {
             let new = fsio::create_dirs(&d.mount, self.path.relative(), &self.hook)?;
             created.extend(new.iter().cloned());
             if d.controllers.iter().any(|c| c == "cpuset") {
-                self.init_cpuset(&new)?;
+                self.init_cpuset(d)?;
             }
         }
         Ok(())
@@ -704,6 +711,25 @@ mod tests {
         assert_eq!(fake.read("cpuset/berth/c1/cpuset.cpus"), "0-1");
         assert_eq!(fake.read("cpuset/berth/c1/cpuset.mems"), "0");
         assert_eq!(m.dir_of("cpuacct"), m.dir_of("cpu"), "comounted");
+    }
+
+    #[test]
+    fn create_fills_a_shared_parent_a_concurrent_start_left_empty() {
+        let fake = FakeCgroupfs::v1();
+        // Another start made /berth but has not copied the cpuset into it yet.
+        let berth = fake.root().join("cpuset/berth");
+        std::fs::create_dir(&berth).unwrap();
+        std::fs::write(berth.join("cpuset.cpus"), "").unwrap();
+        std::fs::write(berth.join("cpuset.mems"), "").unwrap();
+        let m = manager(&fake);
+        assert_eq!(fake.read("cpuset/berth/cpuset.cpus"), "0-1");
+        assert_eq!(fake.read("cpuset/berth/c1/cpuset.cpus"), "0-1");
+        assert_eq!(fake.read("cpuset/berth/c1/cpuset.mems"), "0");
+        let created = m.created.lock().unwrap();
+        assert!(
+            !created.contains(&berth),
+            "a parent this start did not make is not removed with it: {created:?}"
+        );
     }
 
     #[test]
