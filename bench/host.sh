@@ -4,8 +4,10 @@
 # - crun 1.8.1 and podman refuse this kind of host's cgroup layout (hugetlb
 #   on cgroup2): bind_hugetlb_to_v1 moves hugetlb to a v1 hierarchy at
 #   /sys/fs/cgroup/hugetlb; unbind_hugetlb gives it back to cgroup2.
-# - docker and podman leave iptables chains (DOCKER*, CNI-*) behind:
-#   note_peer_rules before they start, remove_peer_rules at exit.
+# - docker and podman leave iptables chains (DOCKER*, CNI-*) behind, and
+#   dockerd may set the FORWARD policy to DROP; through iptables-nft that
+#   also makes nft tables (ip filter, ip nat, ip6 nat): note_peer_rules
+#   before they start, remove_peer_rules at exit.
 
 hugetlb_mounted=""
 hugetlb_was_enabled=""
@@ -55,8 +57,12 @@ unbind_hugetlb() {
 }
 
 peer_rules_before=""
+forward_policy_before=""
+nft_tables_before=""
 note_peer_rules() {
+    nft_tables_before=$(nft list tables 2>/dev/null || true)
     peer_rules_before=$(iptables-save 2>/dev/null | grep -cE '^:(DOCKER|CNI-)' || true)
+    forward_policy_before=$(iptables -S FORWARD 2>/dev/null | awk '$1 == "-P" {print $3}' || true)
 }
 
 # The rules and chains docker and podman made, if the host had none before.
@@ -67,5 +73,18 @@ remove_peer_rules() {
             sed 's/^-A /-D /' | while read -r rule; do eval iptables -t "$table" "$rule"; done
         iptables -t "$table" -S 2>/dev/null | grep -E '^-N (DOCKER|CNI-)' | awk '{print $2}' |
             while read -r chain; do iptables -t "$table" -F "$chain"; iptables -t "$table" -X "$chain"; done
+    done
+    local policy
+    policy=$(iptables -S FORWARD 2>/dev/null | awk '$1 == "-P" {print $3}' || true)
+    if [ -n "$forward_policy_before" ] && [ "$policy" != "$forward_policy_before" ]; then
+        iptables -P FORWARD "$forward_policy_before" 2>/dev/null || true
+    fi
+    # The iptables-nft tables the peers made, once no rule is left in them.
+    local family name
+    nft list tables 2>/dev/null | while read -r _ family name; do
+        case "$family $name" in "ip filter" | "ip nat" | "ip6 filter" | "ip6 nat") ;; *) continue ;; esac
+        printf '%s\n' "$nft_tables_before" | grep -qx "table $family $name" && continue
+        nft -j list table "$family" "$name" | grep -q '"rule"' && continue
+        nft delete table "$family" "$name"
     done
 }

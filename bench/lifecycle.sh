@@ -26,29 +26,18 @@ RUNS=${RUNS:-30}
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 results="$work/results.txt"
 : > "$results"
-dockerd_pid=""
 pelagos_created=""
 pelagos=""
-# docker and podman leave iptables chains (DOCKER*, CNI-*) and podman its
-# cni-podman0 bridge behind: removed at exit when the host had none before.
+# docker and podman leave iptables chains (DOCKER*, CNI-*), bridges and
+# parent cgroups behind: removed at exit when the host had none before.
 source bench/host.sh
+source bench/peers.sh
 note_peer_rules
-cni_bridge_before=$( (ip -br link show cni-podman0 2>/dev/null || true) | wc -l)
 
 cleanup() {
     set +e
-    if [ -n "$dockerd_pid" ]; then
-        docker_cli rm -f $(docker_cli ps -aq) >/dev/null 2>&1
-        kill "$dockerd_pid" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.1; done
-        ip link del docker0 2>/dev/null
-        for h in /sys/fs/cgroup/*/docker; do rmdir "$h" 2>/dev/null; done
-    fi
-    if command -v podman >/dev/null; then
-        podman_cli rm -af >/dev/null 2>&1
-        podman_cli system reset -f >/dev/null 2>&1
-        for h in /sys/fs/cgroup/*/libpod_parent; do rmdir "$h"/* "$h" 2>/dev/null; done
-    fi
+    stop_dockerd
+    remove_podman_state
     if [ -x "${BERTH:-}" ]; then
         "$BERTH" rm -f $("$BERTH" ps -aq 2>/dev/null) >/dev/null 2>&1
         table=$("$BERTH" network inspect -f '{{json .Options}}' bridge 2>/dev/null |
@@ -57,7 +46,6 @@ cleanup() {
         [ -n "$table" ] && nft delete table ip "$table" 2>/dev/null
     fi
     remove_peer_rules
-    [ "$cni_bridge_before" = 0 ] && ip link del cni-podman0 2>/dev/null
     if [ -n "$pelagos_created" ]; then
         "$pelagos" image rm busybox >/dev/null 2>&1
         ip link del pelagos0 2>/dev/null
@@ -70,9 +58,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need() { # need COMMAND PACKAGE
-    command -v "$1" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$2" >/dev/null
-}
 need hyperfine hyperfine
 need python3 python3
 
@@ -89,9 +74,6 @@ export BERTH_ROOT=$work/berth/root BERTH_STATE=$state_dir
 export BERTH_BRIDGE=btbench$$ BERTH_SUBNET=10.227.251.0/24
 "$BERTH" load -i "$archive" >/dev/null
 
-median_ms() { # median_ms JSON -> milliseconds
-    python3 -c 'import json,sys; print("%.1f" % (json.load(open(sys.argv[1]))["results"][0]["median"]*1000))' "$1"
-}
 measure() { # measure LABEL COMMAND...
     local label=$1; shift
     local json="$work/$(echo "$label" | tr -c 'a-zA-Z0-9' _).json"
@@ -103,32 +85,16 @@ measure() { # measure LABEL COMMAND...
 }
 
 # -- peers ------------------------------------------------------------------
-docker_cli() { /usr/bin/docker -H "unix://$work/docker/docker.sock" "$@"; }
 # podman gives root containers nofile and nproc limits of 1048576, above this
 # kind of host's hard limits (no CAP_SYS_RESOURCE): runc then refuses them.
 PODMAN_ULIMITS="--ulimit nofile=1024:1024 --ulimit nproc=4096:4096"
-podman_cli() {
-    podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" \
-        --cgroup-manager cgroupfs --events-backend file --runtime "${PODMAN_RUNTIME:-runc}" "$@"
-}
-
-start_dockerd() {
-    need dockerd docker.io
-    mkdir -p "$work/docker"
-    dockerd --data-root "$work/docker/data" --exec-root "$work/docker/exec" \
-        -H "unix://$work/docker/docker.sock" --pidfile "$work/docker/pid" \
-        > "$work/docker/log" 2>&1 &
-    dockerd_pid=$!
-    for _ in $(seq 100); do docker_cli version >/dev/null 2>&1 && break; sleep 0.1; done
-    docker_cli load -i "$archive" >/dev/null
-}
 
 # -- 1. run --rm /bin/true ----------------------------------------------------
 echo "1. run --rm busybox /bin/true ($RUNS runs each)"
 measure "berth --network none" "$BERTH" run --rm --network none busybox /bin/true
 measure "berth (default network)" "$BERTH" run --rm busybox /bin/true
 
-if start_dockerd; then
+if start_dockerd && docker_cli load -i "$archive" >/dev/null; then
     measure "docker --network none" /usr/bin/docker -H "unix://$work/docker/docker.sock" run --rm --network none busybox /bin/true
     measure "docker (default network)" /usr/bin/docker -H "unix://$work/docker/docker.sock" run --rm busybox /bin/true
 else

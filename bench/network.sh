@@ -17,11 +17,12 @@
 # temporary directory and is stopped (by pid) and removed at the end: berth's
 # containers, bridge and nftables table, its own dockerd (and docker0),
 # podman's storage. docker and podman are installed from Debian when
-# missing; an engine that cannot run here is reported and skipped. Note:
-# dockerd leaves its iptables chains (DOCKER, DOCKER-USER, ... and a DROP
-# policy on FORWARD) and loads br_netfilter, and podman's CNI plugin its
-# CNI-* chains; the script removes the docker0 and cni-podman0 bridges it
-# made, but not those chains.
+# missing; an engine that cannot run here is reported and skipped. dockerd
+# and podman's CNI plugin leave iptables chains (DOCKER*, CNI-*), bridges
+# (docker0, cni-podman0) and parent cgroups behind: the script removes those
+# the host did not have before it ran, and give FORWARD its policy back
+# (bench/host.sh, bench/peers.sh). The br_netfilter module dockerd loads
+# stays loaded.
 #
 # usage: bench/network.sh      env: RUNS (start latency, default 20),
 #                                   TRIES (transfers per target, default 7),
@@ -36,48 +37,15 @@ SIZE_MB=${SIZE_MB:-1024}
 work=$(mktemp -d /tmp/berth-netbench.XXXXXX)
 results="$work/results.txt"
 : > "$results"
-dockerd_pid=""
 berth_bridge=btbench0
 berth_table=""
-# Bridges docker and podman make; removed at the end only if they were not
-# there before (a developer's own docker or podman may be using them).
-preexisting_links=$(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1)
-
-need() { # need COMMAND PACKAGE
-    command -v "$1" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$2" >/dev/null
-}
-docker_cli() { /usr/bin/docker -H "unix://$work/docker/docker.sock" "$@"; }
-podman_cli() {
-    podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" \
-        --cgroup-manager cgroupfs --events-backend file --runtime "${PODMAN_RUNTIME:-runc}" "$@"
-}
-
-stop_dockerd() {
-    [ -n "$dockerd_pid" ] || return 0
-    docker_cli rm -f $(docker_cli ps -aq) >/dev/null 2>&1 || true
-    kill "$dockerd_pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.1; done
-    dockerd_pid=""
-    remove_link_we_made docker0
-}
-
-remove_link_we_made() { # remove_link_we_made NAME
-    if ! printf '%s\n' $preexisting_links | grep -qx "$1"; then
-        ip link del "$1" 2>/dev/null || true
-    fi
-}
+source bench/host.sh
+source bench/peers.sh
 
 cleanup() {
     set +e
     stop_dockerd
-    for h in /sys/fs/cgroup/*/docker; do rmdir "$h" 2>/dev/null; done
-    if command -v podman >/dev/null && [ -d "$work/podman" ]; then
-        podman_cli rm -af >/dev/null 2>&1
-        podman_cli system reset -f >/dev/null 2>&1
-        for h in /sys/fs/cgroup/*/libpod_parent; do rmdir "$h"/* "$h" 2>/dev/null; done
-        remove_link_we_made cni-podman0
-        remove_link_we_made podman0
-    fi
+    remove_podman_state
     if [ -n "${BERTH:-}" ] && [ -x "$BERTH" ]; then
         "$BERTH" rm -f -v $("$BERTH" ps -aq 2>/dev/null) >/dev/null 2>&1
         ip link del "$berth_bridge" 2>/dev/null
@@ -89,7 +57,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-source bench/host.sh
 note_peer_rules
 
 need hyperfine hyperfine
@@ -173,9 +140,6 @@ throughput() {
     fi
 }
 
-median_ms() {
-    python3 -c 'import json,sys; print("%.1f" % (json.load(open(sys.argv[1]))["results"][0]["median"]*1000))' "$1"
-}
 # measure KIND LABEL PREPARE COMMAND: the median of COMMAND over RUNS runs,
 # PREPARE (not timed) run before each.
 measure() {
@@ -260,16 +224,6 @@ fi
 
 # -- docker ------------------------------------------------------------------
 echo "docker..."
-start_dockerd() { # start_dockerd [DOCKERD FLAGS]
-    need dockerd docker.io
-    mkdir -p "$work/docker"
-    dockerd --data-root "$work/docker/data" --exec-root "$work/docker/exec" \
-        -H "unix://$work/docker/docker.sock" --pidfile "$work/docker/pid" "$@" \
-        > "$work/docker/log" 2>&1 &
-    dockerd_pid=$!
-    for _ in $(seq 150); do docker_cli version >/dev/null 2>&1 && return 0; sleep 0.1; done
-    return 1
-}
 docker_case() { # docker_case LABEL
     local port ip
     port=$(free_port)
