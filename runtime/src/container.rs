@@ -26,10 +26,9 @@ use crate::channel::{self, InitEvent};
 use crate::devices;
 use crate::error::{Error, Result, WireError};
 use crate::hooks::{self, HookKind};
-use crate::identity::Identity;
 use crate::namespaces::{self, NamespacePlan};
+use crate::process::settings::ProcessSettings;
 use crate::process::{init, spawn, tenant};
-use crate::rlimits;
 use crate::rootfs::RootfsPlan;
 use crate::seccomp;
 use crate::state::{self, ContainerState, Record, StateDir, Status};
@@ -43,6 +42,16 @@ pub enum Stdio {
     Inherit,
     /// These fds (e.g. pipes to a monitor), in the order stdin, stdout, stderr.
     Fds([OwnedFd; 3]),
+}
+
+impl Stdio {
+    /// The fds the new process installs as 0, 1 and 2; `None` keeps its own.
+    fn into_fds(self) -> Option<[OwnedFd; 3]> {
+        match self {
+            Stdio::Inherit => None,
+            Stdio::Fds(fds) => Some(fds),
+        }
+    }
 }
 
 /// Where the pty master goes when `process.terminal` is true.
@@ -216,14 +225,14 @@ pub fn create(opts: CreateOptions) -> Result<Created> {
         }
         _ => None,
     };
-    let rlimits = rlimits::fit_to_host(&rlimits::from_spec(
-        process.rlimits().as_deref().unwrap_or(&[]),
-    )?)?;
-    let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
-    let capabilities = process
-        .capabilities()
-        .as_ref()
-        .map(CapabilitySets::from_spec);
+    let mut settings = ProcessSettings::from_spec(
+        &process,
+        process
+            .capabilities()
+            .as_ref()
+            .map(CapabilitySets::from_spec),
+        linux.seccomp().as_ref().map(seccomp::compile).transpose()?,
+    )?;
     let all_devices = devices::all_devices(linux.devices().as_deref().unwrap_or(&[]))?;
     let mounts = spec.mounts().clone().unwrap_or_default();
     let plan = RootfsPlan {
@@ -282,50 +291,33 @@ pub fn create(opts: CreateOptions) -> Result<Created> {
             .collect(),
         init_start_time: 0,
     };
-    let user = process.user();
     // Outside user namespaces the init moves itself into the v1 hierarchies
     // (no RCU grace period to wait for; cgroups::self_join).
     let in_user_ns = ns.new_user || ns.has(oci_spec::runtime::LinuxNamespaceType::User);
-    let cgroup_self_join = self_join_files(cgroup.as_ref(), in_user_ns)?;
+    settings.cgroup_self_join = self_join_files(cgroup.as_ref(), in_user_ns)?;
+    settings.stdio = opts.stdio.into_fds();
+    settings.console_socket = console_for_child;
+    settings.preserve_fds = opts.preserve_fds;
     let config = init::InitConfig {
+        process: settings,
         plan,
         joins: if ns.join_before_clone {
             Vec::new()
         } else {
             take_joins(&ns)?
         },
-        cgroup_self_join,
         new_user_ns: ns.new_user,
         unshare_later: ns.unshare_later,
         time_offsets,
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
-        oom_score_adj: process.oom_score_adj(),
         personality: linux.personality().as_ref().map(|p| p.domain()),
-        stdio: match opts.stdio {
-            Stdio::Inherit => None,
-            Stdio::Fds(fds) => Some(fds),
-        },
-        console_socket: console_for_child,
-        console_size: process
-            .console_size()
-            .map(|b| (b.height() as u16, b.width() as u16)),
         readonly_root: spec
             .root()
             .as_ref()
             .and_then(|r| r.readonly())
             .unwrap_or(false),
         no_pivot: opts.no_pivot,
-        rlimits,
-        capabilities,
-        identity: Identity::from_spec(user),
-        umask: user.umask().unwrap_or(0o022),
-        no_new_privs: process.no_new_privileges().unwrap_or(false),
-        seccomp,
-        args: process.args().clone().unwrap_or_default(),
-        env: process.env().clone().unwrap_or_default(),
-        cwd: process.cwd().clone(),
-        preserve_fds: opts.preserve_fds,
         fifo,
         host_proc,
         create_container_hooks: HookKind::CreateContainer.of(spec.hooks().as_ref()),
@@ -909,50 +901,29 @@ pub fn exec(root: &Path, id: &str, process: Process, opts: ExecOptions) -> Resul
         .flatten()
         .map(|n| namespaces::flag_of(n.typ()))
         .fold(CloneFlags::empty(), |acc, f| acc | f);
-    let rlimits = rlimits::fit_to_host(&rlimits::from_spec(
-        process.rlimits().as_deref().unwrap_or(&[]),
-    )?)?;
-    let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    // No capabilities in the exec'd process: the container's own (as runc),
+    // never the runtime's full set.
+    let capabilities = process.capabilities().as_ref().or_else(|| {
+        record
+            .config
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref())
+    });
+    let mut config: tenant::TenantConfig = ProcessSettings::from_spec(
+        &process,
+        capabilities.map(CapabilitySets::from_spec),
+        linux.seccomp().as_ref().map(seccomp::compile).transpose()?,
+    )?;
     let cgroup = manager_for(&record.config, id)?;
     let in_user_ns = join.contains(CloneFlags::CLONE_NEWUSER);
     let pidfd = open_init(&record)?;
     let (console_for_child, console_for_us) = console_sockets(&opts.console)?;
     let (parent_channel, child_channel) = channel::channel()?;
-    let user = process.user();
-    let config = tenant::TenantConfig {
-        stdio: match opts.stdio {
-            Stdio::Inherit => None,
-            Stdio::Fds(fds) => Some(fds),
-        },
-        console_socket: console_for_child,
-        console_size: process
-            .console_size()
-            .map(|b| (b.height() as u16, b.width() as u16)),
-        oom_score_adj: process.oom_score_adj(),
-        rlimits,
-        // No capabilities in the exec'd process: the container's own (as runc),
-        // never the runtime's full set.
-        capabilities: process
-            .capabilities()
-            .as_ref()
-            .or_else(|| {
-                record
-                    .config
-                    .process()
-                    .as_ref()
-                    .and_then(|p| p.capabilities().as_ref())
-            })
-            .map(CapabilitySets::from_spec),
-        identity: Identity::from_spec(user),
-        umask: user.umask().unwrap_or(0o022),
-        no_new_privs: process.no_new_privileges().unwrap_or(false),
-        seccomp,
-        args: process.args().clone().unwrap_or_default(),
-        env: process.env().clone().unwrap_or_default(),
-        cwd: process.cwd().clone(),
-        preserve_fds: opts.preserve_fds,
-        cgroup_self_join: self_join_files(cgroup.as_ref(), in_user_ns)?,
-    };
+    config.cgroup_self_join = self_join_files(cgroup.as_ref(), in_user_ns)?;
+    config.stdio = opts.stdio.into_fds();
+    config.console_socket = console_for_child;
+    config.preserve_fds = opts.preserve_fds;
     let cgroup_fd = cgroup.clone_into_fd();
     let request = spawn::SpawnRequest {
         flags: CloneFlags::empty(),

@@ -19,6 +19,9 @@
 //! 12. startContainer hooks; mark every extra fd close-on-exec; default
 //!     signals; seccomp; execve.
 //!
+//! Steps 9 (but personality) and 12 (but the hooks) are an exec'd process's
+//! too: [`super::settings`] holds them.
+//!
 //! Errors before `Created` go to the parent over the setup channel; after
 //! it, to `start` through the fifo (whose write end closes on a successful
 //! execve, which is how `start` knows the program runs).
@@ -30,15 +33,13 @@ use std::path::{Path, PathBuf};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{Hook, LinuxPersonalityDomain};
 
-use crate::capabilities::CapabilitySets;
+use super::settings::ProcessSettings;
 use crate::channel::ChildChannel;
 use crate::error::{Error, Result, WireError};
 use crate::hooks::{self, HookKind};
-use crate::identity::{self, Identity};
+use crate::identity;
 use crate::namespaces::{self, Join, CLONE_NEWTIME};
-use crate::rlimits::Rlimit;
 use crate::rootfs::{self, cgroupfs::HostCgroups, RootfsPlan};
-use crate::seccomp::CompiledFilter;
 use crate::state::ContainerState;
 use crate::syscall::{self, Syscall};
 use crate::terminal;
@@ -47,36 +48,19 @@ use crate::terminal;
 /// the clone (the child gets a copy of this memory).
 #[derive(Debug)]
 pub struct InitConfig {
+    /// The program, its stdio and its privileges (shared with `exec`).
+    pub process: ProcessSettings,
     pub plan: RootfsPlan,
     /// Joined by the init after `Go` (empty when an intermediate joined them).
     pub joins: Vec<Join>,
-    /// The cgroup v1 `tasks` files the init writes `0` to, moving itself
-    /// (empty in a user namespace: then the parent moves it).
-    pub cgroup_self_join: Vec<crate::cgroups::SelfJoinFile>,
     pub new_user_ns: bool,
     pub unshare_later: CloneFlags,
     pub time_offsets: Option<String>,
     pub hostname: Option<String>,
     pub domainname: Option<String>,
-    pub oom_score_adj: Option<i32>,
     pub personality: Option<LinuxPersonalityDomain>,
-    /// Explicit stdio; `None`: keep the inherited 0, 1, 2.
-    pub stdio: Option<[OwnedFd; 3]>,
-    /// Where to send the pty master (a connected unix socket) when a terminal is asked.
-    pub console_socket: Option<OwnedFd>,
-    pub console_size: Option<(u16, u16)>,
     pub readonly_root: bool,
     pub no_pivot: bool,
-    pub rlimits: Vec<Rlimit>,
-    pub capabilities: Option<CapabilitySets>,
-    pub identity: Identity,
-    pub umask: u32,
-    pub no_new_privs: bool,
-    pub seccomp: Option<CompiledFilter>,
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub cwd: PathBuf,
-    pub preserve_fds: u32,
     /// O_PATH fd of exec.fifo and of the host's /proc (to reopen the fifo
     /// through /proc/thread-self/fd after pivot_root).
     pub fifo: OwnedFd,
@@ -90,7 +74,7 @@ pub struct InitConfig {
 /// The init's entry point; returns the exit code when it cannot exec.
 pub fn main(mut cfg: InitConfig, channel: &ChildChannel) -> i32 {
     // Our narration must not follow fd 2 into the container's stderr.
-    crate::diagnostics::keep_stderr_before_stdio_changes(3 + cfg.preserve_fds as i32);
+    crate::diagnostics::keep_stderr_before_stdio_changes(3 + cfg.process.preserve_fds as i32);
     let _span = tracing::debug_span!("init").entered();
     let program = match set_up(&mut cfg, channel) {
         Ok(program) => program,
@@ -120,9 +104,8 @@ fn set_up(cfg: &mut InitConfig, channel: &ChildChannel) -> Result<PathBuf> {
     identity::set_umask(0);
     let host_pid = channel.wait_for_go()?;
     cfg.hook_state.pid = host_pid;
-    // Into our v1 cgroups by ourselves, first thing (cgroups::self_join says
-    // why); the parent adds the rest and then says `Joined`.
-    crate::cgroups::join_self(std::mem::take(&mut cfg.cgroup_self_join))?;
+    // The parent adds the rest of the cgroups and then says `Joined`.
+    cfg.process.join_cgroups_self()?;
 
     if cfg.new_user_ns {
         become_namespace_root()?;
@@ -140,10 +123,8 @@ fn set_up(cfg: &mut InitConfig, channel: &ChildChannel) -> Result<PathBuf> {
         sys.setdomainname(name)
             .map_err(|e| Error::io(format!("setdomainname {name:?}"), e))?;
     }
-    if let Some(score) = cfg.oom_score_adj {
-        write_oom_score_adj(score)?;
-    }
-    if let Some(fds) = &cfg.stdio {
+    cfg.process.write_oom_score_adj()?;
+    if let Some(fds) = &cfg.process.stdio {
         crate::fds::install_stdio([fds[0].as_fd(), fds[1].as_fd(), fds[2].as_fd()])?;
     }
 
@@ -185,17 +166,18 @@ fn set_up(cfg: &mut InitConfig, channel: &ChildChannel) -> Result<PathBuf> {
     )?;
     drop(root);
     rootfs::pivot(&sys, &cfg.plan.rootfs, cfg.no_pivot)?;
-    if let Some(socket) = cfg.console_socket.take() {
-        set_up_terminal(&sys, socket, cfg.console_size)?;
+    if let Some(socket) = cfg.process.console_socket.take() {
+        set_up_terminal(&sys, socket, cfg.process.console_size)?;
     }
     if cfg.readonly_root {
         rootfs::remount_root_readonly(&sys)?;
     }
 
-    drop_privileges(cfg)?;
-    super::enter_cwd(&cfg.cwd)?;
-    let program =
-        super::find_executable(cfg.args.first().map(String::as_str).unwrap_or(""), &cfg.env)?;
+    if let Some(domain) = cfg.personality {
+        set_personality(domain)?;
+    }
+    cfg.process.drop_privileges()?;
+    let program = cfg.process.find_program()?;
     channel.send_created()?;
     // SAFETY: prctl with integer arguments only. Created: the init now lives
     // on even if `berth-runtime create` exits (a subreaper adopts it).
@@ -248,17 +230,6 @@ fn unshare_time_namespace(cfg: &InitConfig) -> Result<()> {
     Ok(())
 }
 
-fn write_oom_score_adj(score: i32) -> Result<()> {
-    std::fs::write("/proc/self/oom_score_adj", score.to_string()).map_err(|e| {
-        let hint = if e.raw_os_error() == Some(libc::EACCES) {
-            " (lowering it needs CAP_SYS_RESOURCE)"
-        } else {
-            ""
-        };
-        Error::io(format!("set oom_score_adj to {score}{hint}"), e)
-    })
-}
-
 fn set_up_terminal(sys: &dyn Syscall, socket: OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
     let pty = terminal::open_pty(Path::new("/dev/pts/ptmx"))?;
     if let Some((rows, cols)) = size {
@@ -272,49 +243,6 @@ fn set_up_terminal(sys: &dyn Syscall, socket: OwnedFd, size: Option<(u16, u16)>)
     )?;
     drop(pty.master);
     terminal::take_as_controlling_terminal(&pty.slave)
-}
-
-/// Seccomp must be installed while the process may: with no_new_privs, or
-/// with CAP_SYS_ADMIN. Without no_new_privs and without CAP_SYS_ADMIN in the
-/// final set, it is installed before the privileges go (as runc does).
-fn seccomp_early(cfg: &InitConfig) -> bool {
-    let keeps_sys_admin = cfg.capabilities.as_ref().is_none_or(|c| {
-        c.effective
-            .contains(&(caps::Capability::CAP_SYS_ADMIN.index()))
-    });
-    !cfg.no_new_privs && !keeps_sys_admin
-}
-
-fn drop_privileges(cfg: &InitConfig) -> Result<()> {
-    if let Some(domain) = cfg.personality {
-        set_personality(domain)?;
-    }
-    crate::rlimits::apply(&cfg.rlimits)?;
-    if let Some(caps) = &cfg.capabilities {
-        caps.drop_bounding()?;
-        let kept = crate::capabilities::names(&caps.bounding).join(" ");
-        tracing::debug!(step = "capabilities.bounding", kept = %kept, "prctl(PR_CAPBSET_DROP) for every capability but: {kept}");
-    }
-    if seccomp_early(cfg) {
-        if let Some(filter) = &cfg.seccomp {
-            crate::seccomp::install(filter)?;
-        }
-    }
-    cfg.identity.switch()?;
-    let id = &cfg.identity;
-    tracing::debug!(step = "identity", uid = id.uid, gid = id.gid, groups = ?id.additional_gids,
-        "setgroups({:?}), setresgid({}), setresuid({})", id.additional_gids, id.gid, id.uid);
-    if let Some(caps) = &cfg.capabilities {
-        caps.apply()?;
-        let effective = crate::capabilities::names(&caps.effective).join(" ");
-        tracing::debug!(step = "capabilities", effective = %effective, "capset: effective and permitted capabilities: {effective}");
-    }
-    identity::set_umask(cfg.umask);
-    if cfg.no_new_privs {
-        identity::set_no_new_privs()?;
-        tracing::debug!(step = "no_new_privs", "prctl(PR_SET_NO_NEW_PRIVS, 1): setuid binaries and file capabilities grant nothing any more");
-    }
-    Ok(())
 }
 
 fn set_personality(domain: LinuxPersonalityDomain) -> Result<()> {
@@ -354,16 +282,7 @@ fn start_program(cfg: &InitConfig, program: &Path) -> Result<std::convert::Infal
         &cfg.start_container_hooks,
         &state.hook_json(),
     )?;
-    crate::fds::close_on_exec_all_but(cfg.preserve_fds)?;
-    super::reset_signals();
-    if !seccomp_early(cfg) {
-        if let Some(filter) = &cfg.seccomp {
-            crate::seccomp::install(filter)?;
-        }
-    }
-    tracing::debug!(step = "execve", program = %program.display(), args = ?cfg.args,
-        "execve({:?}, {:?}): this process, PID {} in its namespace, becomes the program", program.display().to_string(), cfg.args, std::process::id());
-    Err(super::execute(program, &cfg.args, &cfg.env))
+    cfg.process.execute(program)
 }
 
 fn report_through_fifo(fifo: &OwnedFd, err: &Error) {

@@ -12,6 +12,10 @@
 //! - a *tenant* ([`tenant`]) is a process entering a running container
 //!   (`exec`): it joins the init's namespaces and cgroup and execs.
 //!
+//! Both carry a [`settings::ProcessSettings`] (the OCI `process` object,
+//! prepared) and end with its steps: drop privileges, find the program,
+//! execve.
+//!
 //! Mechanism for the common last steps (this module): `execve(2)` of a path
 //! found by searching the container's `PATH` (so that "not found" and
 //! "cannot execute" are told apart before anything runs), `getcwd(2)` to
@@ -20,6 +24,7 @@
 //! handling (a Rust parent ignores SIGPIPE; that must not be inherited).
 
 pub mod init;
+pub mod settings;
 pub mod spawn;
 pub mod tenant;
 
