@@ -23,6 +23,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use berth_runtime::cgroups::{CgroupError, CgroupHost, CgroupLayout, CgroupManager, CgroupPath};
+use berth_runtime::process::spawn::{CloneArgs, CLONE_INTO_CGROUP};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use oci_spec::runtime::{
@@ -604,22 +605,8 @@ fn clone3_into_the_unified_cgroup_fd() {
     let program = c"/bin/sleep";
     let arg = c"1000";
     let argv = [program.as_ptr(), arg.as_ptr(), std::ptr::null()];
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    // clone3 by hand (with the runtime's clone_args layout): this checks the
+    // driver's fd, not the runtime's spawn path.
     let mut args = CloneArgs {
         flags: CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,

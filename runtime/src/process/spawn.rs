@@ -27,23 +27,25 @@ use crate::channel::{ChildChannel, ParentChannel};
 use crate::error::{Error, Result};
 use crate::namespaces::{self, Join};
 
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// clone3's flag for "born in the cgroup whose directory fd is `cgroup`"
+/// (not in libc's CloneFlags, which stop at 32 bits).
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// `struct clone_args` of clone3(2) (size version 2, with `cgroup`).
 #[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
+#[derive(Debug, Default)]
+pub struct CloneArgs {
+    pub flags: u64,
+    pub pidfd: u64,
+    pub child_tid: u64,
+    pub parent_tid: u64,
+    pub exit_signal: u64,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub tls: u64,
+    pub set_tid: u64,
+    pub set_tid_size: u64,
+    pub cgroup: u64,
 }
 
 /// Where clone3 returned.
