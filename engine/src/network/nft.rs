@@ -11,6 +11,7 @@
 //! ```text
 //! table ip berth {
 //!   set bridges  { type ifname }                     # berth's bridges
+//!   set bridge_pairs { type ifname . ifname }        # "B . B" for each bridge B
 //!   set subnets  { type ipv4_addr; flags interval }  # their subnets
 //!   map hostports_ip       { ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service }
 //!   map hostports_any      { inet_proto . inet_service : ipv4_addr . inet_service }
@@ -24,8 +25,19 @@
 //!       oifname @bridges ct status dnat ip saddr @subnets masquerade }  # hairpin
 //!   chain guard { filter hook prerouting priority raw:
 //!       iifname @bridges ip daddr 127.0.0.0/8 drop }          # see route_localnet
+//!   chain isolate { filter hook forward:
+//!       ct status dnat accept                                 # published ports
+//!       iifname @bridges oifname @bridges iifname . oifname != @bridge_pairs drop }
 //! }
 //! ```
+//!
+//! `isolate` keeps networks apart, as docker's DOCKER-ISOLATION chains do: a
+//! packet routed from one berth bridge to *another* is dropped, so a
+//! container reaches only the containers of its own networks by address.
+//! Published ports stay reachable from every network (the connection was
+//! DNATed: its publisher opened it to everyone). Traffic within one bridge
+//! is switched, not routed; with br_netfilter loaded it does pass the
+//! forward hook, as `B . B`, which the pair set lets through.
 //!
 //! Why nft and not iptables: one table holds everything berth does, so
 //! `nft list table ip berth` shows it and `nft delete table ip berth` undoes
@@ -77,6 +89,14 @@ pub enum Reach {
     /// Every local address but 127.0.0.0/8 (the proxy serves loopback).
     External,
 }
+
+/// The forward-hook chain that keeps networks apart (see the module doc).
+const ISOLATE_CHAIN: &str = r#"    chain isolate {
+        type filter hook forward priority filter; policy accept;
+        ct status dnat accept
+        iifname @bridges oifname @bridges iifname . oifname != @bridge_pairs drop
+    }
+"#;
 
 /// One published port as nftables sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +176,7 @@ impl Firewall {
     /// Callers hold the network lock, so two berth commands never both create it.
     pub fn ensure_table(&self) -> Result<()> {
         if self.exists()? {
-            return Ok(());
+            return self.add_isolation_if_missing(&self.list()?);
         }
         tracing::debug!(table = %self.table, "creating the nftables table");
         run_nft_stdin("create table", &["-f", "-"], &self.table_definition())
@@ -178,6 +198,7 @@ impl Firewall {
         format!(
             r#"table ip {t} {{
     set bridges {{ type ifname; }}
+    set bridge_pairs {{ type ifname . ifname; }}
     set subnets {{ type ipv4_addr; flags interval; }}
     map hostports_ip {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
     map hostports_any {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
@@ -205,10 +226,32 @@ impl Firewall {
         type filter hook prerouting priority raw; policy accept;
         iifname @bridges ip daddr 127.0.0.0/8 drop
     }}
-}}
+{isolate}}}
 "#,
-            t = self.table
+            t = self.table,
+            isolate = ISOLATE_CHAIN
         )
+    }
+
+    /// A table made by a berth from before network isolation has no
+    /// `isolate` chain: add it, with the set it consults filled for the
+    /// bridges already there (`nft -f` text with `add` commands).
+    fn add_isolation_if_missing(&self, state: &Value) -> Result<()> {
+        if objects(state, "chain", "isolate").is_some() {
+            return Ok(());
+        }
+        let t = &self.table;
+        let mut text = format!("add set ip {t} bridge_pairs {{ type ifname . ifname; }}\n");
+        for bridge in set_elements(state, "bridges") {
+            if let Some(b) = bridge.as_str() {
+                text.push_str(&format!(
+                    "add element ip {t} bridge_pairs {{ \"{b}\" . \"{b}\" }}\n"
+                ));
+            }
+        }
+        text.push_str(&format!("table ip {t} {{\n{ISOLATE_CHAIN}}}\n"));
+        tracing::debug!(table = %t, "adding the network isolation chain to an older table");
+        run_nft_stdin("add network isolation", &["-f", "-"], &text)
     }
 
     fn element(&self, verb: &str, set: &str, elem: Vec<Value>) -> Value {
@@ -220,6 +263,7 @@ impl Firewall {
         self.ensure_table()?;
         let commands = json!({"nftables": [
             self.element("add", "bridges", vec![json!(bridge)]),
+            self.element("add", "bridge_pairs", vec![pair_value(bridge)]),
             self.element("add", "subnets", vec![subnet_value(subnet)]),
         ]});
         run_nft_json(&format!("add network {bridge} {subnet}"), &commands)
@@ -234,6 +278,9 @@ impl Firewall {
         let mut commands = Vec::new();
         if set_elements(&state, "bridges").contains(&json!(bridge)) {
             commands.push(self.element("delete", "bridges", vec![json!(bridge)]));
+        }
+        if set_elements(&state, "bridge_pairs").contains(&pair_value(bridge)) {
+            commands.push(self.element("delete", "bridge_pairs", vec![pair_value(bridge)]));
         }
         if set_elements(&state, "subnets").contains(&subnet_value(subnet)) {
             commands.push(self.element("delete", "subnets", vec![subnet_value(subnet)]));
@@ -369,6 +416,11 @@ impl Firewall {
         }
         Ok(all)
     }
+}
+
+/// The `bridge . bridge` element: traffic within one network.
+fn pair_value(bridge: &str) -> Value {
+    json!({"concat": [bridge, bridge]})
 }
 
 fn subnet_value(subnet: Subnet) -> Value {

@@ -453,6 +453,113 @@ fn containers_on_a_user_network_find_each_other_by_name() {
     });
 }
 
+/// Whether a TCP connection to `addr` is made within two seconds (a
+/// dropped SYN shows as a timeout).
+fn connects(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+}
+
+fn nft(args: &[&str]) {
+    let out = std::process::Command::new("nft")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nft {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn networks_are_isolated_from_each_other_but_published_ports_are_not() {
+    in_world(|| {
+        let lab = Lab::new("10.77.9.0/24");
+        let routes: Vec<_> = Netlink::open()
+            .unwrap()
+            .routes_v4()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.destination)
+            .collect();
+        lab.store()
+            .create(
+                "back",
+                Some("10.77.10.0/24".parse().unwrap()),
+                Default::default(),
+                &routes,
+            )
+            .unwrap();
+        let (front, server, peer) = (id(20), id(21), id(22));
+        let att_front = lab
+            .attach(&front, "front", NetworkMode::Bridge("bridge".into()), &[])
+            .unwrap();
+        let att_server = lab
+            .attach(
+                &server,
+                "db",
+                NetworkMode::Bridge("back".into()),
+                &["8090:5432"],
+            )
+            .unwrap();
+        let att_peer = lab
+            .attach(&peer, "app", NetworkMode::Bridge("back".into()), &[])
+            .unwrap();
+        // Forwarding is on (the default), so without isolation the world
+        // would route between the two bridges.
+        assert_eq!(bridge::read_sysctl("net/ipv4/ip_forward").unwrap(), "1");
+        let db: SocketAddr = "10.77.10.2:5432".parse().unwrap();
+        let answers = serve_tcp(&netns_of(&att_server), 5432, 3);
+
+        // Its own network reaches it.
+        let same = netns_of(&att_peer).enter(|| fetch(db)).unwrap();
+        assert!(same.starts_with("hello 10.77.10.3:"), "{same}");
+        // Another network does not, by address...
+        let across = netns_of(&att_front).enter(|| connects(db)).unwrap();
+        assert!(!across, "a container on another network reached {db}");
+        // ...but does through the published port, at its own gateway.
+        let published = netns_of(&att_front)
+            .enter(|| fetch("10.77.9.1:8090".parse().unwrap()))
+            .unwrap();
+        assert!(published.starts_with("hello 10.77.10.1:"), "{published}");
+
+        // The drop is the isolate chain's: an older table without it routes
+        // between the networks, and ensure_table gives it back.
+        let table = lab.firewall().table().to_string();
+        nft(&["delete", "chain", "ip", &table, "isolate"]);
+        nft(&["delete", "set", "ip", &table, "bridge_pairs"]);
+        let without = netns_of(&att_front).enter(|| fetch(db)).unwrap();
+        assert!(without.starts_with("hello 10.77.9.2:"), "{without}");
+        lab.firewall().ensure_table().unwrap();
+        let again = netns_of(&att_front).enter(|| connects(db)).unwrap();
+        assert!(!again, "isolation is back after ensure_table");
+        answers.join().unwrap();
+
+        for (att, c) in [
+            (att_front, &front),
+            (att_server, &server),
+            (att_peer, &peer),
+        ] {
+            att.detach();
+            lab.assert_nothing_left_of(c);
+        }
+        // Removing a network takes its pair out of the set.
+        let back = lab.store().find("back").unwrap();
+        let pairs = || {
+            let out = std::process::Command::new("nft")
+                .args(["list", "set", "ip", &table, "bridge_pairs"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert!(pairs().contains(&back.bridge), "{}", pairs());
+        bridge::remove_bridge(&mut Netlink::open().unwrap(), &back, &lab.firewall()).unwrap();
+        assert!(!pairs().contains(&back.bridge), "{}", pairs());
+        assert!(pairs().contains("bt-world0"), "{}", pairs());
+        lab.teardown();
+    });
+}
+
 #[test]
 fn network_none_has_only_a_working_loopback() {
     in_world(|| {
