@@ -19,7 +19,7 @@ use super::netlink::Netlink;
 use super::netns::NetNs;
 use super::nft::Firewall;
 use super::ports::parse_publish;
-use super::store::NetworkStore;
+use super::store::{NetworkRecord, NetworkStore};
 use super::{bridge, NetworkError, NetworkOptions};
 use crate::paths::Roots;
 
@@ -108,6 +108,25 @@ impl Lab {
 
     fn store(&self) -> NetworkStore {
         NetworkStore::open(&self.roots, &self.options).unwrap()
+    }
+
+    /// A user network (`berth network create --subnet SUBNET NAME`).
+    fn create_network(&self, name: &str, subnet: &str) -> NetworkRecord {
+        let routes: Vec<_> = Netlink::open()
+            .unwrap()
+            .routes_v4()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.destination)
+            .collect();
+        self.store()
+            .create(
+                name,
+                Some(subnet.parse().unwrap()),
+                Default::default(),
+                &routes,
+            )
+            .unwrap()
     }
 
     /// Everything a detached container may not leave behind.
@@ -392,21 +411,7 @@ fn containers_on_a_user_network_find_each_other_by_name() {
     in_world(|| {
         let lab = Lab::new("10.77.5.0/24");
         let mut nl = Netlink::open().unwrap();
-        let routes: Vec<_> = nl
-            .routes_v4()
-            .unwrap()
-            .into_iter()
-            .map(|r| r.destination)
-            .collect();
-        let network = lab
-            .store()
-            .create(
-                "backend",
-                Some("10.77.6.0/24".parse().unwrap()),
-                Default::default(),
-                &routes,
-            )
-            .unwrap();
+        let network = lab.create_network("backend", "10.77.6.0/24");
         let (a, b) = (id(6), id(7));
         let att_a = lab
             .attach(&a, "db", NetworkMode::Bridge("backend".into()), &[])
@@ -475,21 +480,7 @@ fn nft(args: &[&str]) {
 fn networks_are_isolated_from_each_other_but_published_ports_are_not() {
     in_world(|| {
         let lab = Lab::new("10.77.9.0/24");
-        let routes: Vec<_> = Netlink::open()
-            .unwrap()
-            .routes_v4()
-            .unwrap()
-            .into_iter()
-            .map(|r| r.destination)
-            .collect();
-        lab.store()
-            .create(
-                "back",
-                Some("10.77.10.0/24".parse().unwrap()),
-                Default::default(),
-                &routes,
-            )
-            .unwrap();
+        let back = lab.create_network("back", "10.77.10.0/24");
         let (front, server, peer) = (id(20), id(21), id(22));
         let att_front = lab
             .attach(&front, "front", NetworkMode::Bridge("bridge".into()), &[])
@@ -544,7 +535,6 @@ fn networks_are_isolated_from_each_other_but_published_ports_are_not() {
             lab.assert_nothing_left_of(c);
         }
         // Removing a network takes its pair out of the set.
-        let back = lab.store().find("back").unwrap();
         let pairs = || {
             let out = std::process::Command::new("nft")
                 .args(["list", "set", "ip", &table, "bridge_pairs"])
