@@ -258,9 +258,12 @@ fn config_blob(options: &Options, layers: &[PackedLayer]) -> Result<Vec<u8>> {
         .entry("architecture")
         .or_insert(json!(host_architecture()));
     object.entry("os").or_insert(json!("linux"));
-    object.entry("created").or_insert(json!(
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    ));
+    let created = object
+        .entry("created")
+        .or_insert(json!(
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))
+        .clone();
     if !object.contains_key("history") {
         let history: Vec<_> = options
             .layers
@@ -268,6 +271,13 @@ fn config_blob(options: &Options, layers: &[PackedLayer]) -> Result<Vec<u8>> {
             .map(|dir| json!({ "created_by": format!("berth-fixtures: layer {}", dir.display()) }))
             .collect();
         object.insert("history".into(), json!(history));
+    }
+    // A history entry without a time shows as "292 years ago" in `docker
+    // history`: each gets the image's.
+    if let Some(entries) = object.get_mut("history").and_then(|h| h.as_array_mut()) {
+        for entry in entries.iter_mut().filter_map(|e| e.as_object_mut()) {
+            entry.entry("created").or_insert(created.clone());
+        }
     }
     let diff_ids: Vec<&Digest> = layers.iter().map(|l| &l.diff_id).collect();
     object.insert(
