@@ -385,6 +385,58 @@ fn mistakes_in_the_file_name_the_key_and_line_and_create_nothing() {
 }
 
 #[test]
+fn an_override_file_and_repeated_f_merge_as_docker_compose_does() {
+    let lab = ComposeLab::new(
+        "ovr",
+        "services:\n  app:\n    image: busybox\n    command: sh -c 'echo base $$MODE'\n    environment: [MODE=prod]\n",
+    );
+    let override_file = lab.dir.join("compose.override.yaml");
+    std::fs::write(
+        &override_file,
+        "services:\n  app:\n    environment:\n      MODE: dev\n",
+    )
+    .unwrap();
+    // compose.override.yaml beside compose.yaml is read and merged.
+    let out = lab.compose(&["up", "--no-log-prefix"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("base dev\n"), "{stdout}");
+    let labels: serde_json::Value = serde_json::from_str(&lab.stdout(&[
+        "inspect",
+        "-f",
+        "{{json .Config.Labels}}",
+        "ovr-app-1",
+    ]))
+    .unwrap();
+    let files = labels["com.docker.compose.project.config_files"]
+        .as_str()
+        .unwrap();
+    let names: Vec<&str> = files
+        .split(',')
+        .map(|f| f.rsplit('/').next().unwrap_or(f))
+        .collect();
+    assert_eq!(names, ["compose.yaml", "compose.override.yaml"], "{files}");
+    // -f names exactly the files read: here the base alone.
+    let out = lab.compose(&[
+        "-f",
+        "compose.yaml",
+        "up",
+        "--no-log-prefix",
+        "--force-recreate",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("base prod\n"), "{stdout}");
+    // A mistake in the override file is reported at its own line.
+    std::fs::write(&override_file, "services:\n  app:\n    imagee: busybox\n").unwrap();
+    let out = lab.run(&["compose", "up", "-d"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert_eq!(
+        stderr(&out),
+        "berth: compose.override.yaml:3: services.app: unknown key \"imagee\" (did you mean \"image\"?)\n"
+    );
+    std::fs::remove_file(&override_file).unwrap();
+}
+
+#[test]
 fn a_dependency_that_turns_unhealthy_stops_up_with_dockers_message() {
     let lab = ComposeLab::new(
         "sick",

@@ -33,7 +33,8 @@ use crate::format::{ago, ellipsis, table};
 
 #[derive(Debug, Args)]
 pub struct ComposeArgs {
-    /// Compose file (default: compose.yaml, compose.yml, docker-compose.yaml or docker-compose.yml).
+    /// Compose file, repeatable: merged in order (default: compose.yaml, compose.yml,
+    /// docker-compose.yaml or docker-compose.yml, then compose.override.yaml or the like beside it).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Project name (default: COMPOSE_PROJECT_NAME, the file's name:, or the directory's name).

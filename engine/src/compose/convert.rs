@@ -139,7 +139,12 @@ fn compose_labels(
         ),
         (
             project::LABEL_CONFIG_FILES.to_string(),
-            project.file.display().to_string(),
+            project
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
         ),
     ])
 }

@@ -7,6 +7,8 @@
 //!   events; anchors, aliases, merge keys);
 //! - [`interpolate`]: `${VAR:-default}` in every value, from the
 //!   environment and [`dotenv`] (`.env`);
+//! - [`merge`]: several files (`-f a -f b`, or an override file) merged
+//!   into one tree by the Compose specification's rules;
 //! - [`model`]: the tree decoded into services, volumes and networks;
 //!   unknown and unsupported keys are refused with their line;
 //! - [`project`]: the file found, the project named, whole-file checks,
@@ -24,6 +26,7 @@ pub mod convert;
 pub mod dotenv;
 pub mod graph;
 pub mod interpolate;
+pub mod merge;
 pub mod model;
 pub mod project;
 pub mod yaml;

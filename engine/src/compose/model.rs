@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::yaml::{Key, Kind, Node};
+use super::yaml::{Key, Kind, Node, Sources};
 use crate::container::health::Healthcheck;
 
 /// A decoded compose file.
@@ -267,7 +267,7 @@ const SERVICE_KEYS: &[&str] = &[
 
 /// Reads the tree, producing errors that name the file, line and key path.
 pub struct Decoder<'a> {
-    pub file: &'a str,
+    pub sources: &'a Sources,
     pub warnings: Vec<String>,
 }
 
@@ -275,7 +275,7 @@ type Result<T> = std::result::Result<T, String>;
 
 impl Decoder<'_> {
     fn err(&self, line: usize, path: &str, message: impl std::fmt::Display) -> String {
-        format!("{}:{line}: {path}: {message}", self.file)
+        format!("{}: {path}: {message}", self.sources.at(line))
     }
 
     /// Decode the whole file.
@@ -285,7 +285,7 @@ impl Decoder<'_> {
             Kind::Null => {
                 return Err(format!(
                     "{}: the file is empty: it needs a services: section",
-                    self.file
+                    self.sources.names()
                 ))
             }
             _ => {
@@ -301,8 +301,8 @@ impl Decoder<'_> {
         for (key, value) in entries {
             match key.name.as_str() {
                 "version" => self.warnings.push(format!(
-                    "{}:{}: the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion",
-                    self.file, key.line
+                    "{}: the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion",
+                    self.sources.at(key.line)
                 )),
                 "name" => file.name = Some(self.string(value, "name")?),
                 "services" => {
@@ -331,7 +331,7 @@ impl Decoder<'_> {
         if !has_services {
             return Err(format!(
                 "{}: no services: section: a compose file needs at least one service",
-                self.file
+                self.sources.names()
             ));
         }
         file.warnings = self.warnings;
@@ -1192,7 +1192,7 @@ mod tests {
     fn decode(text: &str) -> Result<ComposeFile> {
         let root = yaml::parse(text).unwrap();
         Decoder {
-            file: "compose.yaml",
+            sources: &Sources::single("compose.yaml"),
             warnings: Vec::new(),
         }
         .file(&root)

@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::model::{ComposeFile, Decoder, Service, VolumeKind};
-use super::yaml::{Kind, Node};
-use super::{dotenv, interpolate, yaml, ComposeError};
+use super::yaml::{Kind, Node, Sources};
+use super::{dotenv, interpolate, merge, yaml, ComposeError};
 
 /// docker compose's labels.
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
@@ -40,6 +40,15 @@ pub const DEFAULT_FILES: [&str; 4] = [
     "docker-compose.yml",
 ];
 
+/// The override files read after the default file when no `-f` is given
+/// (the first one present), in docker compose's order.
+pub const OVERRIDE_FILES: [&str; 4] = [
+    "compose.override.yml",
+    "compose.override.yaml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+];
+
 /// The key of the network every service joins unless it names others.
 pub const DEFAULT_NETWORK_KEY: &str = "default";
 
@@ -58,23 +67,26 @@ pub struct LoadOptions {
 #[derive(Debug, Clone)]
 pub struct Project {
     pub name: String,
-    /// Relative paths (build contexts, binds, env files) start here.
+    /// Relative paths (build contexts, binds, env files) start here: the
+    /// first file's directory, for every file (as docker compose does).
     pub dir: PathBuf,
-    pub file: PathBuf,
+    /// The files read, in merge order (one, usually).
+    pub files: Vec<PathBuf>,
+    /// Their names, for messages that give a value's file and line.
+    pub sources: Sources,
     pub model: ComposeFile,
     /// The `.env` file's variables (the process environment wins over them).
     pub dotenv: BTreeMap<String, String>,
     pub warnings: Vec<String>,
 }
 
-/// Find, read, interpolate, decode and check the project's compose file.
+/// Find, read, interpolate, merge, decode and check the project's compose
+/// file(s).
 pub fn load(options: &LoadOptions) -> Result<Project, ComposeError> {
-    let file = find_file(options)?;
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| ComposeError::Invalid(format!("cannot read {}: {e}", file.display())))?;
+    let files = find_files(options)?;
     let dir = match &options.project_directory {
         Some(dir) => absolute(dir, &options.working_dir),
-        None => file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        None => files[0].parent().map(Path::to_path_buf).unwrap_or_default(),
     };
     let mut warnings = Vec::new();
     let dotenv = read_dotenv(options, &dir)?;
@@ -83,36 +95,29 @@ pub fn load(options: &LoadOptions) -> Result<Project, ComposeError> {
             .ok()
             .or_else(|| dotenv.get(name).cloned())
     };
-    let label = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut root =
-        yaml::parse(&text).map_err(|e| ComposeError::Invalid(format!("{label}: {e}")))?;
-    interpolate_tree(&mut root, &lookup, &mut warnings)
-        .map_err(|(line, e)| ComposeError::Invalid(format!("{label}:{line}: {e}")))?;
+    let mut sources = Sources::default();
+    let mut root: Option<Node> = None;
+    for file in &files {
+        let tree = read_tree(file, &mut sources, &lookup, &mut warnings)?;
+        root = Some(match root {
+            None => tree,
+            Some(earlier) => merge::merge(earlier, tree),
+        });
+    }
+    let root = root.expect("find_files gives at least one file");
     let model = Decoder {
-        file: &label,
+        sources: &sources,
         warnings: Vec::new(),
     }
     .file(&root)
     .map_err(ComposeError::Invalid)?;
     warnings.extend(model.warnings.iter().cloned());
-    for name in [
-        "compose.override.yaml",
-        "compose.override.yml",
-        "docker-compose.override.yaml",
-        "docker-compose.override.yml",
-    ] {
-        if options.files.is_empty() && dir.join(name).exists() {
-            warnings.push(format!("{name} is not read: berth compose reads one file (merging override files is not supported)"));
-        }
-    }
     let name = project_name(options, &model, &dir, &lookup)?;
     let project = Project {
         name,
         dir,
-        file,
+        files,
+        sources,
         model,
         dotenv,
         warnings,
@@ -121,33 +126,63 @@ pub fn load(options: &LoadOptions) -> Result<Project, ComposeError> {
     Ok(project)
 }
 
-fn find_file(options: &LoadOptions) -> Result<PathBuf, ComposeError> {
-    match options.files.as_slice() {
-        [one] => {
-            let path = absolute(one, &options.working_dir);
-            if !path.is_file() {
-                return Err(ComposeError::Invalid(format!(
-                    "open {}: no such file: check the -f path",
-                    path.display()
-                )));
-            }
-            Ok(path)
-        }
-        [] => DEFAULT_FILES
+/// One file as a tree, registered in `sources`, its variables interpolated.
+fn read_tree(
+    file: &Path,
+    sources: &mut Sources,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<Node, ComposeError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ComposeError::Invalid(format!("cannot read {}: {e}", file.display())))?;
+    let label = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tree =
+        yaml::parse(&text).map_err(|e| ComposeError::Invalid(format!("{label}: {e}")))?;
+    sources.add(&label, &mut tree);
+    interpolate_tree(&mut tree, lookup, warnings)
+        .map_err(|(line, e)| ComposeError::Invalid(format!("{}: {e}", sources.at(line))))?;
+    Ok(tree)
+}
+
+/// `-f` files in order (each must exist), else the first default file found
+/// and the first override file beside it.
+fn find_files(options: &LoadOptions) -> Result<Vec<PathBuf>, ComposeError> {
+    if !options.files.is_empty() {
+        return options
+            .files
+            .iter()
+            .map(|f| {
+                let path = absolute(f, &options.working_dir);
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(ComposeError::Invalid(format!(
+                        "open {}: no such file: check the -f path",
+                        path.display()
+                    )))
+                }
+            })
+            .collect();
+    }
+    let found = |names: &[&str]| {
+        names
             .iter()
             .map(|name| options.working_dir.join(name))
             .find(|path| path.is_file())
-            .ok_or_else(|| {
-                ComposeError::Invalid(format!(
-                    "no configuration file provided: none of {} is in {}: run berth compose in the project's directory or give -f FILE",
-                    DEFAULT_FILES.join(", "),
-                    options.working_dir.display()
-                ))
-            }),
-        _ => Err(ComposeError::Invalid(
-            "berth compose reads one compose file: merging several (-f a -f b) is not supported".into(),
-        )),
-    }
+    };
+    let main = found(&DEFAULT_FILES).ok_or_else(|| {
+        ComposeError::Invalid(format!(
+            "no configuration file provided: none of {} is in {}: run berth compose in the project's directory or give -f FILE",
+            DEFAULT_FILES.join(", "),
+            options.working_dir.display()
+        ))
+    })?;
+    Ok(std::iter::once(main)
+        .chain(found(&OVERRIDE_FILES))
+        .collect())
 }
 
 fn absolute(path: &Path, base: &Path) -> PathBuf {
@@ -385,13 +420,7 @@ impl Project {
     /// and named volumes are declared, a service joins at most one network.
     fn check(&self) -> Result<(), ComposeError> {
         let invalid = |line: usize, message: String| {
-            ComposeError::Invalid(format!(
-                "{}:{line}: {message}",
-                self.file
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ))
+            ComposeError::Invalid(format!("{}: {message}", self.sources.at(line)))
         };
         for service in &self.model.services {
             for dep in &service.depends_on {
@@ -538,6 +567,95 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("no configuration file provided"), "{err}");
+    }
+
+    #[test]
+    fn an_override_file_beside_the_default_one_is_merged() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("compose.override.yaml"),
+            "services:\n  web:\n    image: busybox:2\n    ports: [\"8443:443\"]\n    environment: {MODE: dev}\n",
+        )
+        .unwrap();
+        let p = project_in(
+            tmp.path(),
+            "services:\n  web:\n    image: busybox:1\n    ports: [\"8080:80\"]\n    environment: [MODE=prod, KEEP=1]\n",
+        )
+        .unwrap();
+        let web = p.service("web").unwrap();
+        assert_eq!(web.image.as_deref(), Some("busybox:2"));
+        assert_eq!(web.ports, ["8080:80", "8443:443"]);
+        let env: Vec<String> = web
+            .environment
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(env, ["MODE=dev", "KEEP=1"]);
+        let names: Vec<_> = p.files.iter().map(|f| f.file_name().unwrap()).collect();
+        assert_eq!(names, ["compose.yaml", "compose.override.yaml"]);
+        assert!(
+            p.warnings.iter().all(|w| !w.contains("override")),
+            "{:?}",
+            p.warnings
+        );
+    }
+
+    #[test]
+    fn files_given_with_f_merge_in_order_and_errors_name_their_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            std::fs::write(tmp.path().join(name), text).unwrap();
+            PathBuf::from(name)
+        };
+        let base = write(
+            "base.yaml",
+            "services:\n  web:\n    image: a\n    command: [sleep, \"1\"]\n",
+        );
+        let prod = write(
+            "prod.yaml",
+            "services:\n  web:\n    command: [sleep, \"2\"]\n",
+        );
+        let last = write("last.yaml", "services:\n  web:\n    image: c\n");
+        let with = |files: Vec<PathBuf>| {
+            load(&LoadOptions {
+                files,
+                working_dir: tmp.path().to_path_buf(),
+                ..Default::default()
+            })
+        };
+        let p = with(vec![base.clone(), prod.clone(), last]).unwrap();
+        let web = p.service("web").unwrap();
+        assert_eq!(web.image.as_deref(), Some("c"));
+        assert_eq!(web.command.as_deref().unwrap(), ["sleep", "2"]);
+        assert_eq!(p.dir, tmp.path(), "paths are relative to the first file");
+
+        // A mistake in a later file is reported at its own line...
+        let typo = write("typo.yaml", "services:\n  web:\n    imagee: b\n");
+        let err = with(vec![base.clone(), typo]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("typo.yaml:3: services.web: unknown key \"imagee\""),
+            "{err}"
+        );
+        // ...and so is one only the merged whole shows.
+        let dep = write("dep.yaml", "services:\n  web:\n    depends_on: [db]\n");
+        let err = with(vec![base.clone(), dep]).unwrap_err().to_string();
+        assert!(
+            err.contains("dep.yaml:3:") && err.contains("undefined service \"db\""),
+            "{err}"
+        );
+        let interp = write(
+            "interp.yaml",
+            "services:\n  web:\n\n    image: \"${NOPE2:?set NOPE2}\"\n",
+        );
+        let err = with(vec![base.clone(), interp]).unwrap_err().to_string();
+        assert!(
+            err.contains("interp.yaml:4:") && err.contains("set NOPE2"),
+            "{err}"
+        );
+        let err = with(vec![base, PathBuf::from("absent.yaml")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("absent.yaml: no such file"), "{err}");
     }
 
     #[test]

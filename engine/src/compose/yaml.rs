@@ -85,6 +85,63 @@ pub fn parse(text: &str) -> Result<Node, String> {
     }))
 }
 
+/// How many line numbers each file of a project gets: the lines of the n-th
+/// file are numbered from n × FILE_STRIDE, so that after merging (see
+/// `merge`) one number still says which file and which line a value came
+/// from. The first file keeps its own numbers.
+const FILE_STRIDE: usize = 1 << 24;
+
+/// The files of a project, in merge order, for messages that name the file
+/// and line of a value.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    names: Vec<String>,
+}
+
+impl Sources {
+    /// A project of one file (its lines unchanged).
+    pub fn single(name: &str) -> Sources {
+        Sources {
+            names: vec![name.to_string()],
+        }
+    }
+
+    /// Register the next file and renumber its tree's lines as its own.
+    pub fn add(&mut self, name: &str, tree: &mut Node) {
+        let offset = self.names.len() * FILE_STRIDE;
+        self.names.push(name.to_string());
+        if offset > 0 {
+            shift_lines(tree, offset);
+        }
+    }
+
+    /// `FILE:LINE` for a line number of a registered tree.
+    pub fn at(&self, line: usize) -> String {
+        let (index, line) = (line / FILE_STRIDE, line % FILE_STRIDE);
+        let name = self.names.get(index).map(String::as_str).unwrap_or("?");
+        format!("{name}:{line}")
+    }
+
+    /// The files, for a message about all of them (`a.yaml + b.yaml`).
+    pub fn names(&self) -> String {
+        self.names.join(" + ")
+    }
+}
+
+fn shift_lines(node: &mut Node, by: usize) {
+    node.line += by;
+    match &mut node.kind {
+        Kind::Seq(items) => items.iter_mut().for_each(|n| shift_lines(n, by)),
+        Kind::Map(entries) => {
+            for (key, value) in entries {
+                key.line += by;
+                shift_lines(value, by);
+            }
+        }
+        Kind::Null | Kind::Scalar { .. } => {}
+    }
+}
+
 /// A collection being read.
 enum Open {
     Seq {
