@@ -17,17 +17,40 @@
 //!     list-or-mapping `depends_on` and service `networks` — merge as
 //!     mappings, whichever form each file wrote them in.
 //! - A value whose type changes (a string `build: ./dir` against a mapping)
-//!   is replaced by the later one. The `!reset` and `!override` tags are
-//!   not supported (the YAML reader refuses them by name and line).
+//!   is replaced by the later one.
+//! - compose's tags: a value tagged `!override` replaces the earlier one
+//!   without merging; one tagged `!reset` removes it (whatever the tagged
+//!   value is). [`strip_tags`] then takes the reset entries out of the
+//!   merged tree, and out of a single file's.
 
-use super::yaml::{Key, Kind, Node};
+use super::yaml::{Key, Kind, MergeTag, Node};
 
 /// The later tree `over` merged into `base`.
 pub fn merge(base: Node, over: Node) -> Node {
     merge_at(base, over, &[])
 }
 
+/// Remove what `!reset` cleared and forget the tags: the tree as decoded.
+pub fn strip_tags(node: &mut Node) {
+    node.tag = MergeTag::None;
+    match &mut node.kind {
+        Kind::Map(entries) => {
+            entries.retain(|(_, v)| v.tag != MergeTag::Reset);
+            entries.iter_mut().for_each(|(_, v)| strip_tags(v));
+        }
+        Kind::Seq(items) => {
+            items.retain(|v| v.tag != MergeTag::Reset);
+            items.iter_mut().for_each(strip_tags);
+        }
+        Kind::Null | Kind::Scalar { .. } => {}
+    }
+}
+
 fn merge_at(base: Node, over: Node, path: &[&str]) -> Node {
+    match over.tag {
+        MergeTag::Reset | MergeTag::Override => return over,
+        MergeTag::None => {}
+    }
     if matches!(over.kind, Kind::Null) {
         return base;
     }
@@ -83,10 +106,7 @@ fn merge_maps(base: Node, over: Node, path: &[&str]) -> Node {
             None => entries.push((key, value)),
         }
     }
-    Node {
-        line: base.line,
-        kind: Kind::Map(entries),
-    }
+    Node::new(base.line, Kind::Map(entries))
 }
 
 /// A sequence whose items are unique by `key_of`: a later item with an
@@ -110,24 +130,18 @@ fn merge_unique(base: Node, over: Node, key_of: fn(&Node) -> Option<String>) -> 
             None => items.push(item),
         }
     }
-    Node {
-        line: base.line,
-        kind: Kind::Seq(items),
-    }
+    Node::new(base.line, Kind::Seq(items))
 }
 
 /// A `KEY=VALUE` list or a mapping, as a mapping.
 fn as_mapping(node: Node, to_entry: fn(Node) -> (Key, Node)) -> Node {
     match node.kind {
-        Kind::Seq(items) => Node {
-            line: node.line,
-            kind: Kind::Map(items.into_iter().map(to_entry).collect()),
-        },
+        Kind::Seq(items) => Node::new(
+            node.line,
+            Kind::Map(items.into_iter().map(to_entry).collect()),
+        ),
         Kind::Map(_) => node,
-        _ => Node {
-            line: node.line,
-            kind: Kind::Map(Vec::new()),
-        },
+        _ => Node::new(node.line, Kind::Map(Vec::new())),
     }
 }
 
@@ -145,20 +159,14 @@ fn key_value_entry(item: Node) -> (Key, Node) {
         ),
         None => (text, Kind::Null),
     };
-    (Key { name, line }, Node { line, kind })
+    (Key { name, line }, Node::new(line, kind))
 }
 
 /// A name in a list (`depends_on: [db]`) as `db:` with no settings.
 fn name_entry(item: Node) -> (Key, Node) {
     let line = item.line;
     let name = scalar(&item).unwrap_or_default();
-    (
-        Key { name, line },
-        Node {
-            line,
-            kind: Kind::Null,
-        },
-    )
+    (Key { name, line }, Node::new(line, Kind::Null))
 }
 
 fn scalar(node: &Node) -> Option<String> {
@@ -345,6 +353,23 @@ mod tests {
                 "services.web.depends_on.cache.condition: service_healthy",
                 "services.web.networks.front: ~",
                 "services.web.networks.back: ~"
+            ]
+        );
+    }
+
+    #[test]
+    fn reset_removes_and_override_replaces_without_merging() {
+        let mut n = merged(
+            "services:\n  app:\n    image: myapp\n    ports: [\"8080:80\"]\n    environment:\n      FOO: BAR\n      KEEP: 1\n    dns: [1.1.1.1]\n",
+            "services:\n  app:\n    ports: !reset []\n    environment:\n      FOO: !reset null\n    dns: !override [8.8.8.8]\n",
+        );
+        strip_tags(&mut n);
+        assert_eq!(
+            lines(&n),
+            [
+                "services.app.image: myapp",
+                "services.app.environment.KEEP: 1",
+                "services.app.dns[0]: 8.8.8.8"
             ]
         );
     }

@@ -104,7 +104,8 @@ pub fn load(options: &LoadOptions) -> Result<Project, ComposeError> {
             Some(earlier) => merge::merge(earlier, tree),
         });
     }
-    let root = root.expect("find_files gives at least one file");
+    let mut root = root.expect("find_files gives at least one file");
+    merge::strip_tags(&mut root);
     let model = Decoder {
         sources: &sources,
         warnings: Vec::new(),
@@ -597,6 +598,24 @@ mod tests {
             p.warnings.iter().all(|w| !w.contains("override")),
             "{:?}",
             p.warnings
+        );
+
+        // compose's tags: !reset removes what the base set, !override replaces it.
+        std::fs::write(
+            tmp.path().join("compose.override.yaml"),
+            "services:\n  web:\n    ports: !reset []\n    environment: !override {ONLY: 1}\n",
+        )
+        .unwrap();
+        let p = load(&LoadOptions {
+            working_dir: tmp.path().to_path_buf(),
+            ..Default::default()
+        })
+        .unwrap();
+        let web = p.service("web").unwrap();
+        assert!(web.ports.is_empty(), "{:?}", web.ports);
+        assert_eq!(
+            web.environment,
+            [("ONLY".to_string(), Some("1".to_string()))]
         );
     }
 

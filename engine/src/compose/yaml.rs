@@ -19,6 +19,29 @@ pub struct Node {
     /// 1-based line where the value starts.
     pub line: usize,
     pub kind: Kind,
+    /// compose's merge tag on the value, if any (see `merge`).
+    pub tag: MergeTag,
+}
+
+/// The two YAML tags compose defines, for merging files: `!reset` removes
+/// what earlier files set, `!override` replaces it instead of merging.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MergeTag {
+    #[default]
+    None,
+    Reset,
+    Override,
+}
+
+impl Node {
+    /// An untagged node.
+    pub fn new(line: usize, kind: Kind) -> Node {
+        Node {
+            line,
+            kind,
+            tag: MergeTag::None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,10 +102,7 @@ pub fn parse(text: &str) -> Result<Node, String> {
     if let Some(err) = builder.error {
         return Err(err);
     }
-    Ok(builder.root.unwrap_or(Node {
-        line: 1,
-        kind: Kind::Null,
-    }))
+    Ok(builder.root.unwrap_or(Node::new(1, Kind::Null)))
 }
 
 /// How many line numbers each file of a project gets: the lines of the n-th
@@ -147,11 +167,13 @@ enum Open {
     Seq {
         line: usize,
         anchor: usize,
+        tag: MergeTag,
         items: Vec<Node>,
     },
     Map {
         line: usize,
         anchor: usize,
+        tag: MergeTag,
         entries: Vec<(Key, Node)>,
         merges: Vec<Node>,
         key: Option<Key>,
@@ -182,7 +204,7 @@ impl Builder {
     fn handle(&mut self, event: Event, line: usize) -> Result<(), String> {
         match event {
             Event::Scalar(text, style, anchor, tag) => {
-                check_tag(tag.as_ref(), line)?;
+                let tag = merge_tag(tag.as_ref(), line)?;
                 let quoted = style != TScalarStyle::Plain;
                 let kind =
                     if !quoted && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
@@ -190,7 +212,7 @@ impl Builder {
                     } else {
                         Kind::Scalar { text, quoted }
                     };
-                self.finish(Node { line, kind }, anchor)
+                self.finish(Node { line, kind, tag }, anchor)
             }
             Event::Alias(anchor) => {
                 let node = self
@@ -201,19 +223,21 @@ impl Builder {
                 self.finish(node, 0)
             }
             Event::SequenceStart(anchor, tag) => {
-                check_tag(tag.as_ref(), line)?;
+                let tag = merge_tag(tag.as_ref(), line)?;
                 self.stack.push(Open::Seq {
                     line,
                     anchor,
+                    tag,
                     items: Vec::new(),
                 });
                 Ok(())
             }
             Event::MappingStart(anchor, tag) => {
-                check_tag(tag.as_ref(), line)?;
+                let tag = merge_tag(tag.as_ref(), line)?;
                 self.stack.push(Open::Map {
                     line,
                     anchor,
+                    tag,
                     entries: Vec::new(),
                     merges: Vec::new(),
                     key: None,
@@ -224,11 +248,13 @@ impl Builder {
                 Some(Open::Seq {
                     line,
                     anchor,
+                    tag,
                     items,
                 }) => self.finish(
                     Node {
                         line,
                         kind: Kind::Seq(items),
+                        tag,
                     },
                     anchor,
                 ),
@@ -238,6 +264,7 @@ impl Builder {
                 Some(Open::Map {
                     line,
                     anchor,
+                    tag,
                     entries,
                     merges,
                     ..
@@ -247,6 +274,7 @@ impl Builder {
                         Node {
                             line,
                             kind: Kind::Map(entries),
+                            tag,
                         },
                         anchor,
                     )
@@ -351,13 +379,17 @@ fn apply_merges(
 
 /// The standard `!!str`-style tags are fine; compose's own (`!reset`,
 /// `!override`) and any other local tag are not supported.
-fn check_tag(tag: Option<&Tag>, line: usize) -> Result<(), String> {
+/// compose's `!reset` and `!override`; any other local tag is refused.
+fn merge_tag(tag: Option<&Tag>, line: usize) -> Result<MergeTag, String> {
     match tag {
-        Some(tag) if tag.handle == "!" => Err(format!(
-            "line {line}: the YAML tag !{} is not supported by berth compose",
-            tag.suffix
-        )),
-        _ => Ok(()),
+        Some(tag) if tag.handle == "!" => match tag.suffix.as_str() {
+            "reset" => Ok(MergeTag::Reset),
+            "override" => Ok(MergeTag::Override),
+            other => Err(format!(
+                "line {line}: the YAML tag !{other} is not supported by berth compose (only !reset and !override are)"
+            )),
+        },
+        _ => Ok(MergeTag::None),
     }
 }
 
@@ -419,8 +451,19 @@ mod tests {
     fn syntax_errors_name_the_line() {
         let err = parse("services:\n  web:\n    image: [unclosed\n").unwrap_err();
         assert!(err.starts_with("line "), "{err}");
-        let err = parse("a: !reset []\n").unwrap_err();
-        assert!(err.contains("!reset"), "{err}");
+        let err = parse("a: 1\nb: !secret x\n").unwrap_err();
+        assert!(
+            err.starts_with("line 2") && err.contains("!secret is not supported"),
+            "{err}"
+        );
+        assert_eq!(
+            parse("a: !reset []\n").unwrap().get("a").unwrap().tag,
+            MergeTag::Reset
+        );
+        assert_eq!(
+            parse("a: !override x\n").unwrap().get("a").unwrap().tag,
+            MergeTag::Override
+        );
         assert_eq!(parse("").unwrap().kind, Kind::Null);
     }
 }
