@@ -296,6 +296,77 @@ fn an_unchanged_rebuild_is_all_cache_hits_and_a_changed_copy_rebuilds_from_there
 }
 
 #[test]
+fn history_lists_each_step_newest_first_with_the_layer_it_made() {
+    let lab = Lab::new();
+    lab.file(
+        "Dockerfile",
+        "FROM busybox\nRUN head -c 10000 /dev/zero > /blob\nENV STAGE=done\nCMD [\"cat\", \"/blob\"]\n",
+    );
+    lab.build_ok(&["-t", "hist"]);
+    let table = lab.ok(&["history", "hist"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("IMAGE          CREATED ")
+            && lines[0].contains("CREATED BY")
+            && lines[0].contains("SIZE")
+            && lines[0].contains("COMMENT"),
+        "{table}"
+    );
+    assert_eq!(
+        lines.len(),
+        1 + 2 + 3,
+        "busybox's two steps and ours: {table}"
+    );
+    let id = lab.ok(&["images", "-q", "hist"]);
+    assert!(
+        lines[1].starts_with(id.trim()),
+        "the image's id on top: {table}"
+    );
+    assert!(
+        lines[2..].iter().all(|l| l.starts_with("<missing>")),
+        "{table}"
+    );
+
+    // Each step with the size of the layer it made, newest first.
+    let steps = lab.ok(&[
+        "history",
+        "--no-trunc",
+        "-H=false",
+        "--format",
+        "{{.CreatedBy}}|{{.Size}}",
+        "hist",
+    ]);
+    let steps: Vec<(&str, u64)> = steps
+        .lines()
+        .map(|l| {
+            let (by, size) = l.rsplit_once('|').unwrap();
+            (by, size.parse().unwrap())
+        })
+        .collect();
+    assert!(steps[0].0.contains("CMD [\"cat\""), "{steps:?}");
+    assert_eq!(steps[0].1, 0);
+    assert!(steps[1].0.contains("ENV STAGE=done"), "{steps:?}");
+    assert_eq!(steps[1].1, 0);
+    assert!(
+        steps[2].0.contains("head -c 10000 /dev/zero > /blob"),
+        "{steps:?}"
+    );
+    assert_eq!(steps[2].1, 10000, "the RUN layer holds the 10000-byte file");
+    assert!(steps[3].0.contains("CMD [\"sh\"]"), "{steps:?}");
+    assert!(steps[4].1 > 1_000_000, "busybox's own layer: {steps:?}");
+    assert_eq!(steps[3].1, 0);
+    assert_eq!(steps.len(), 5);
+
+    let missing = lab.root.run(["history", "no-such-image"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", describe(&missing));
+    assert!(
+        stderr(&missing).contains("No such image"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
 fn build_args_env_and_substitution_reach_the_image() {
     let lab = Lab::new();
     lab.file(

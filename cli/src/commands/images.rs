@@ -1,6 +1,7 @@
-//! Image commands: `load`, `save`, `images`, `tag`, `rmi`, and the `image`
-//! group (`image ls|inspect|rm|tag|load|save`), with docker's flags, output
-//! and exit status (1 when the command fails, like docker's image commands).
+//! Image commands: `load`, `save`, `images`, `tag`, `rmi`, `history`, and
+//! the `image` group (`image ls|inspect|rm|tag|load|save|history`), with
+//! docker's flags, output and exit status (1 when the command fails, like
+//! docker's image commands).
 
 use std::fs;
 use std::io::{self, IsTerminal, Write};
@@ -34,6 +35,11 @@ pub enum ImageCommand {
     /// Remove one or more images
     #[command(after_help = "Example:\n  berth rmi busybox:latest")]
     Rmi(RmiArgs),
+    /// Show the history of an image: its build steps and the layer each made
+    #[command(
+        after_help = "Example:\n  berth history busybox\n  berth history --no-trunc --format '{{.CreatedBy}}: {{.Size}}' busybox"
+    )]
+    History(HistoryArgs),
     /// Manage images
     #[command(subcommand)]
     Image(ImageGroup),
@@ -63,6 +69,9 @@ pub enum ImageGroup {
     /// Save images to a tar archive
     #[command(after_help = "Example:\n  berth image save -o busybox.tar busybox:latest")]
     Save(SaveArgs),
+    /// Show the history of an image
+    #[command(after_help = "Example:\n  berth image history busybox")]
+    History(HistoryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +138,24 @@ pub struct InspectArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only show image IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Print sizes and dates in human readable format
+    #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
+    human: bool,
+    /// Format output: table, json, or a template such as '{{.CreatedBy}}'
+    #[arg(long)]
+    format: Option<String>,
+    #[arg(value_name = "IMAGE")]
+    image: String,
+}
+
+#[derive(Debug, Args)]
 pub struct TagArgs {
     #[arg(value_name = "SOURCE_IMAGE[:TAG]")]
     source: String,
@@ -154,6 +181,9 @@ pub fn run(command: ImageCommand, ctx: &Context) -> anyhow::Result<u8> {
         ImageCommand::Tag(args) | ImageCommand::Image(ImageGroup::Tag(args)) => tag(args, ctx),
         ImageCommand::Rmi(args) | ImageCommand::Image(ImageGroup::Rm(args)) => rmi(args, ctx),
         ImageCommand::Image(ImageGroup::Inspect(args)) => inspect(args, ctx),
+        ImageCommand::History(args) | ImageCommand::Image(ImageGroup::History(args)) => {
+            history(args, ctx)
+        }
     };
     match result {
         Ok(status) => Ok(status),
@@ -299,6 +329,86 @@ fn inspect(args: InspectArgs, ctx: &Context) -> anyhow::Result<u8> {
         }
     }
     Ok(status)
+}
+
+/// `docker history`: newest step first; the image's id on the top line and
+/// `<missing>` below it (berth keeps no intermediate images, like an image
+/// pulled with docker); CREATED BY cut to 45 characters unless --no-trunc.
+fn history(args: HistoryArgs, ctx: &Context) -> anyhow::Result<u8> {
+    let store = open_store(ctx)?;
+    let image = store.resolve(&args.image)?;
+    let id = if args.no_trunc {
+        image.id.to_string()
+    } else {
+        image.short_id().to_string()
+    };
+    let rows: Vec<Value> = image
+        .history()
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let created_by = if args.no_trunc {
+                step.created_by.clone()
+            } else {
+                crate::format::ellipsis(&step.created_by, 45)
+            };
+            let (created, size) = if args.human {
+                (
+                    step.created
+                        .map_or_else(|| "N/A".to_string(), crate::format::ago),
+                    crate::format::human_size(step.size),
+                )
+            } else {
+                (
+                    step.created.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    step.size.to_string(),
+                )
+            };
+            json!({
+                "ID": if i == 0 { id.clone() } else { "<missing>".to_string() },
+                "CreatedAt": step.created.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                "CreatedSince": created,
+                "CreatedBy": created_by,
+                "Size": size,
+                "Comment": step.comment,
+            })
+        })
+        .collect();
+    let mut out = io::stdout().lock();
+    let field = |row: &Value, k: &str| row[k].as_str().unwrap_or_default().to_string();
+    if args.quiet {
+        for row in &rows {
+            writeln!(out, "{}", field(row, "ID"))?;
+        }
+        return Ok(0);
+    }
+    match args.format.as_deref().unwrap_or("table") {
+        "json" => {
+            for row in &rows {
+                writeln!(out, "{}", serde_json::to_string(row)?)?;
+            }
+        }
+        "table" => {
+            let header = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"];
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    ["ID", "CreatedSince", "CreatedBy", "Size", "Comment"]
+                        .iter()
+                        .map(|k| field(r, k))
+                        .collect()
+                })
+                .collect();
+            write!(out, "{}", crate::format::table(&header, &cells))?;
+        }
+        template => {
+            for row in &rows {
+                let template = template.strip_prefix("table ").unwrap_or(template);
+                writeln!(out, "{}", crate::template::render(template, row)?)?;
+            }
+        }
+    }
+    Ok(0)
 }
 
 /// JSON indented with four spaces, as docker prints it.

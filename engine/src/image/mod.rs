@@ -53,7 +53,7 @@ pub use load::LoadedImage;
 pub use reference::Reference;
 pub use save::{SaveFormat, SaveItem};
 pub use source::LoadSource;
-pub use store::{Image, ImageLayer, ImageStore, Removal, StoreHold};
+pub use store::{HistoryStep, Image, ImageLayer, ImageStore, Removal, StoreHold};
 
 #[cfg(test)]
 mod tests;

@@ -112,6 +112,44 @@ impl Image {
     pub fn diff_ids(&self) -> Vec<Digest> {
         self.layers.iter().map(|l| l.diff_id.clone()).collect()
     }
+
+    /// The build steps, newest first, as `docker history` lists them: each
+    /// history entry that made a layer (not `empty_layer`) is paired with the
+    /// next layer from the bottom, and shows its size; the others show 0.
+    pub fn history(&self) -> Vec<HistoryStep> {
+        let mut layers = self.layers.iter();
+        let mut steps: Vec<HistoryStep> = self
+            .config
+            .history
+            .iter()
+            .map(|h| HistoryStep {
+                created: h
+                    .created
+                    .as_deref()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc)),
+                created_by: h.created_by.clone().unwrap_or_default(),
+                comment: h.comment.clone().unwrap_or_default(),
+                size: if h.empty_layer {
+                    0
+                } else {
+                    layers.next().map_or(0, |l| l.size)
+                },
+            })
+            .collect();
+        steps.reverse();
+        steps
+    }
+}
+
+/// One line of `docker history`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryStep {
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_by: String,
+    pub comment: String,
+    /// Bytes of file content of the layer the step made (0 for metadata).
+    pub size: u64,
 }
 
 /// `layers/<chain>/layer.json`.
