@@ -776,6 +776,41 @@ fn top_lists_only_the_containers_processes() {
 }
 
 #[test]
+fn diff_lists_what_the_container_added_changed_and_deleted() {
+    let lab = Lab::new();
+    lab.ok(&[
+        "run",
+        "--name",
+        "writer",
+        "-v",
+        "/data",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /new && rm /etc/group && echo app:x:1000:1000::/:/bin/sh >> /etc/passwd \
+         && mkdir -p /srv/site && echo hi > /srv/site/index.html \
+         && rm -rf /usr/bin && mkdir /usr/bin && touch /usr/bin/only && echo x > /data/kept",
+    ]);
+    // The container has exited: its upper directory is read all the same.
+    // /etc/hosts, /etc/resolv.conf, /etc/hostname and the volume's target
+    // are the runtime's mount points, not the container's changes.
+    assert_eq!(
+        lab.ok(&["diff", "writer"]),
+        "C /etc\nD /etc/group\nC /etc/passwd\nA /new\nA /srv\nA /srv/site\nA /srv/site/index.html\n\
+         C /usr\nC /usr/bin\nA /usr/bin/only\n"
+    );
+    assert_eq!(
+        lab.ok(&["container", "diff", "writer"]),
+        lab.ok(&["diff", "writer"])
+    );
+    // A container that changed nothing lists nothing.
+    lab.ok(&["run", "--name", "reader", "busybox", "cat", "/etc/passwd"]);
+    assert_eq!(lab.ok(&["diff", "reader"]), "");
+    let missing = lab.run(&["diff", "nothing-here"]);
+    assert_ne!(missing.status.code(), Some(0));
+}
+
+#[test]
 fn a_killed_monitor_is_detected_and_stop_still_cleans_up() {
     let lab = Lab::new();
     let id = lab.detached(&["--name", "orphan", "busybox", "sleep", "1000"]);

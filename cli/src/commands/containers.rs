@@ -64,6 +64,9 @@ pub enum ContainerCommand {
     /// Rename a container.
     #[command(after_help = "Example:\n  berth rename old new")]
     Rename(RenameArgs),
+    /// Inspect changes to files or directories on a container's filesystem (A added, C changed, D deleted).
+    #[command(after_help = "Example:\n  berth diff web")]
+    Diff(DiffArgs),
     /// Manage containers.
     #[command(subcommand)]
     Container(ContainerGroup),
@@ -81,6 +84,14 @@ pub enum ContainerGroup {
         after_help = "Example:\n  berth container ls -a"
     )]
     Ls(super::ps::PsArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    #[command(after_help = "Example:\n  berth container diff web")]
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    pub container: String,
 }
 
 #[derive(Debug, Args)]
@@ -261,7 +272,22 @@ pub fn run(command: ContainerCommand, ctx: &Context) -> anyhow::Result<u8> {
             Ok(0)
         }
         ContainerCommand::Container(ContainerGroup::Prune(_)) => prune(ctx),
+        ContainerCommand::Diff(args) | ContainerCommand::Container(ContainerGroup::Diff(args)) => {
+            diff(args, ctx)
+        }
     }
+}
+
+/// `docker diff`: one `A|C|D /path` line per change, sorted by path.
+fn diff(args: DiffArgs, ctx: &Context) -> anyhow::Result<u8> {
+    let record = lifecycle::find(&ctx.roots, &args.container)?;
+    let changes = berth_engine::container::changes::of_container(&ctx.roots, &record)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut out = std::io::stdout().lock();
+    for change in changes {
+        writeln!(out, "{} {}", change.kind.letter(), change.path)?;
+    }
+    Ok(0)
 }
 
 /// Apply `action` to each named container, printing each name as docker does;

@@ -16,6 +16,7 @@
 
 pub mod attach;
 pub mod bundle;
+pub mod changes;
 pub mod health;
 pub mod lifecycle;
 pub mod logs;
