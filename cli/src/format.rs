@@ -47,6 +47,21 @@ pub fn ago(when: DateTime<Utc>) -> String {
     format!("{} ago", human_duration(Utc::now() - when))
 }
 
+/// docker's memory sizes (`units.BytesSize`): binary units, two decimals
+/// at most ("1.5KiB", "23.47GiB").
+pub fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit < UNITS.len() - 1 {
+        size /= 1024.0;
+        unit += 1;
+    }
+    let text = format!("{size:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}{}", UNITS[unit])
+}
+
 /// docker's SIZE columns (`units.HumanSizeWithPrecision(size, 3)`): SI
 /// units, three significant digits ("5.59MB").
 pub fn human_size(bytes: u64) -> String {
@@ -122,6 +137,13 @@ pub fn ellipsis(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use chrono::Duration;
+
+    #[test]
+    fn binary_sizes_read_like_dockers() {
+        assert_eq!(binary_size(0), "0B");
+        assert_eq!(binary_size(1536), "1.5KiB");
+        assert_eq!(binary_size(25_200_000_000), "23.47GiB");
+    }
 
     #[test]
     fn durations_read_as_docker_prints_them() {

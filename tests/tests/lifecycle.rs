@@ -811,6 +811,94 @@ fn diff_lists_what_the_container_added_changed_and_deleted() {
 }
 
 #[test]
+fn stats_shows_each_running_containers_cpu_memory_and_tasks() {
+    let lab = Lab::new();
+    lab.detached(&[
+        "--name",
+        "burner",
+        "--network",
+        "none",
+        "-m",
+        "100m",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 20000000 /dev/zero > /dev/shm/fill && touch /dev/shm/done && while :; do :; done",
+    ]);
+    lab.detached(&[
+        "--name",
+        "sleeper",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1001 & sleep 1002 & wait",
+    ]);
+    lab.ok(&["run", "--name", "finished", "busybox", "true"]);
+    // The 20 MB written to /dev/shm (memory, charged to the container) are there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab
+        .run(&["exec", "burner", "test", "-e", "/dev/shm/done"])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the container never wrote its 20 MB"
+        );
+    }
+    let table = lab.ok(&["stats", "--no-stream"]);
+    let header = table.lines().next().unwrap_or_default();
+    for column in [
+        "CONTAINER ID",
+        "NAME",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "NET I/O",
+        "BLOCK I/O",
+        "PIDS",
+    ] {
+        assert!(header.contains(column), "{table}");
+    }
+    assert_eq!(table.lines().count(), 3, "running containers only: {table}");
+    assert!(!table.contains("finished"), "{table}");
+
+    let rows = lab.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}",
+        "burner",
+        "sleeper",
+    ]);
+    let rows: Vec<Vec<&str>> = rows.lines().map(|l| l.split('|').collect()).collect();
+    let percent = |text: &str| -> f64 { text.trim_end_matches('%').parse().unwrap() };
+    let (burner, sleeper) = (&rows[0], &rows[1]);
+    assert_eq!(burner[0], "burner");
+    assert!(percent(burner[1]) > 20.0, "a busy loop uses CPU: {rows:?}");
+    assert!(percent(sleeper[1]) < percent(burner[1]), "{rows:?}");
+    let (used, limit) = burner[2].split_once(" / ").unwrap();
+    assert_eq!(limit, "100MiB", "the -m limit: {rows:?}");
+    assert!(
+        used.ends_with("MiB") && used.trim_end_matches("MiB").parse::<f64>().unwrap() >= 19.0,
+        "the 20 MB in /dev/shm count: {rows:?}"
+    );
+    assert_eq!(burner[3], "1");
+    assert_eq!(sleeper[3], "3", "sh and its two sleeps: {rows:?}");
+    // -a lists the exited container too, using nothing.
+    let all = lab.ok(&[
+        "stats",
+        "--no-stream",
+        "-a",
+        "--format",
+        "{{.Name}} {{.CPUPerc}} {{.PIDs}}",
+    ]);
+    assert!(all.contains("finished 0.00% 0\n"), "{all}");
+}
+
+#[test]
 fn a_killed_monitor_is_detected_and_stop_still_cleans_up() {
     let lab = Lab::new();
     let id = lab.detached(&["--name", "orphan", "busybox", "sleep", "1000"]);

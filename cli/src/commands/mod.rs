@@ -18,6 +18,7 @@ pub mod pty_relay;
 pub mod registry;
 pub mod run_flags;
 pub mod security;
+pub mod stats;
 pub mod system;
 pub mod top;
 pub mod volumes;
@@ -51,6 +52,11 @@ pub enum Command {
     /// Display the running processes of a container.
     #[command(after_help = "Example:\n  berth top web")]
     Top(top::TopArgs),
+    /// Display a live stream of container(s) resource usage statistics.
+    #[command(
+        after_help = "Example:\n  berth stats --no-stream\n  berth stats --no-stream --format '{{.Name}}: {{.CPUPerc}} {{.MemUsage}}' web"
+    )]
+    Stats(stats::StatsArgs),
     /// Build an image from a Dockerfile.
     #[command(
         after_help = "Examples:\n  berth build -t app:1 .\n  berth build --build-arg V=2 --target builder -f ci/Dockerfile ."
@@ -112,6 +118,7 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<u8> {
         Command::Inspect(args) => inspect::run(args, ctx),
         Command::Exec(args) => exec::run(args, ctx),
         Command::Top(args) => top::run(args, ctx),
+        Command::Stats(args) => stats::run(args, ctx),
         Command::Build(args) => build::run(args, ctx),
         Command::Registry(command) => registry::run(command, ctx),
         Command::Compose(args) => compose::run(args, ctx),

@@ -242,26 +242,12 @@ fn info_text(d: &Value) -> String {
     line(format!(" CPUs: {}", d["NCPU"]));
     line(format!(
         " Total Memory: {}",
-        binary_size(d["MemTotal"].as_u64().unwrap_or(0))
+        crate::format::binary_size(d["MemTotal"].as_u64().unwrap_or(0))
     ));
     line(format!(" Name: {}", s(&d["Name"])));
     line(format!(" Root Dir: {}", s(&d["RootDir"])));
     line(format!(" State Dir: {}", s(&d["StateDir"])));
     out
-}
-
-/// docker's `units.BytesSize`: binary units with two decimals ("23.47GiB").
-fn binary_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1024.0 && unit < UNITS.len() - 1 {
-        size /= 1024.0;
-        unit += 1;
-    }
-    let text = format!("{size:.2}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    format!("{text}{}", UNITS[unit])
 }
 
 /// Whether the kernel has seccomp filters (the `Seccomp:` line of /proc/self/status).
@@ -762,13 +748,6 @@ fn short(id: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn binary_sizes_read_like_dockers() {
-        assert_eq!(binary_size(0), "0B");
-        assert_eq!(binary_size(1536), "1.5KiB");
-        assert_eq!(binary_size(25_200_000_000), "23.47GiB");
-    }
 
     #[test]
     fn df_rows_show_the_reclaimable_share() {

@@ -28,6 +28,7 @@ pub mod procinfo;
 pub mod record;
 pub mod runtime_bridge;
 pub mod spec;
+pub mod stats;
 
 use std::fs;
 use std::io;
