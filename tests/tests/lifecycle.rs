@@ -899,6 +899,80 @@ fn stats_shows_each_running_containers_cpu_memory_and_tasks() {
 }
 
 #[test]
+fn pause_freezes_every_process_until_unpause_and_stop_still_works() {
+    let lab = Lab::new();
+    lab.detached(&[
+        "--name",
+        "counter",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 3' TERM; i=0; while :; do i=$((i+1)); echo $i > /tmp/n; usleep 20000; done",
+    ]);
+    let pid = lab.inspect("counter", "{{.State.Pid}}");
+    let count = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/root/tmp/n"))
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count() < 2 {
+        assert!(Instant::now() < deadline, "the counter never counted");
+    }
+    assert_eq!(lab.ok(&["pause", "counter"]), "counter\n");
+    assert_eq!(
+        lab.inspect("counter", "{{.State.Status}} {{.State.Paused}}"),
+        "paused true"
+    );
+    assert!(
+        lab.ok(&["ps", "--format", "{{.Status}}"])
+            .contains("(Paused)"),
+        "docker's STATUS column"
+    );
+    // Frozen: the counter does not move while paused (it moved every 20 ms).
+    let frozen = count();
+    let before_unpause = Instant::now();
+    while before_unpause.elapsed() < Duration::from_millis(300) {
+        assert_eq!(count(), frozen, "a paused container ran");
+    }
+    let exec = lab.run(&["exec", "counter", "true"]);
+    assert_ne!(exec.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&exec.stderr)
+            .contains("is paused, unpause the container before exec"),
+        "{}",
+        describe(&exec)
+    );
+    assert_ne!(
+        lab.run(&["pause", "counter"]).status.code(),
+        Some(0),
+        "already paused"
+    );
+    assert_eq!(lab.ok(&["unpause", "counter"]), "counter\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count() <= frozen {
+        assert!(
+            Instant::now() < deadline,
+            "unpause did not thaw the container"
+        );
+    }
+    assert_ne!(
+        lab.run(&["unpause", "counter"]).status.code(),
+        Some(0),
+        "not paused"
+    );
+    // stop of a paused container: the stop signal, then a thaw to deliver it.
+    lab.ok(&["pause", "counter"]);
+    // Exit status 3 is the TERM trap's: a SIGKILL after the timeout would give 137.
+    lab.ok(&["stop", "counter"]);
+    assert_eq!(lab.inspect("counter", "{{.State.ExitCode}}"), "3");
+}
+
+#[test]
 fn a_killed_monitor_is_detected_and_stop_still_cleans_up() {
     let lab = Lab::new();
     let id = lab.detached(&["--name", "orphan", "busybox", "sleep", "1000"]);

@@ -64,6 +64,12 @@ pub enum ContainerCommand {
     /// Rename a container.
     #[command(after_help = "Example:\n  berth rename old new")]
     Rename(RenameArgs),
+    /// Pause all processes within one or more containers (the cgroup freezer).
+    #[command(after_help = "Example:\n  berth pause web")]
+    Pause(NamesArgs),
+    /// Unpause all processes within one or more containers.
+    #[command(after_help = "Example:\n  berth unpause web")]
+    Unpause(NamesArgs),
     /// Inspect changes to files or directories on a container's filesystem (A added, C changed, D deleted).
     #[command(after_help = "Example:\n  berth diff web")]
     Diff(DiffArgs),
@@ -272,6 +278,14 @@ pub fn run(command: ContainerCommand, ctx: &Context) -> anyhow::Result<u8> {
             Ok(0)
         }
         ContainerCommand::Container(ContainerGroup::Prune(_)) => prune(ctx),
+        ContainerCommand::Pause(args) => for_each(&args.containers, |name| {
+            lifecycle::pause(&ctx.roots, name)?;
+            Ok(())
+        }),
+        ContainerCommand::Unpause(args) => for_each(&args.containers, |name| {
+            lifecycle::unpause(&ctx.roots, name)?;
+            Ok(())
+        }),
         ContainerCommand::Diff(args) | ContainerCommand::Container(ContainerGroup::Diff(args)) => {
             diff(args, ctx)
         }

@@ -53,6 +53,9 @@ pub struct ExecArgs {
 
 pub fn run(args: ExecArgs, ctx: &Context) -> anyhow::Result<u8> {
     let record = lifecycle::find(&ctx.roots, &args.container)?;
+    if record.state.status == berth_engine::container::Status::Paused {
+        return Err(lifecycle::LifecycleError::PausedExec(record.id).into());
+    }
     let Some(pid) = record.state.pid.filter(|_| record.state.status.is_active()) else {
         bail!("Container {} is not running", record.id);
     };

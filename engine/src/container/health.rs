@@ -301,6 +301,9 @@ fn checker(roots: &Roots, id: &str, pid: i32, start_time: u64, check: &Healthche
             _ => return, // the container exited (or its pidfd failed)
         }
         let Ok(record) = store.load(id) else { return };
+        if record.state.status == super::record::Status::Paused {
+            continue; // a frozen container cannot answer: no probe until unpause
+        }
         let since_start = started.elapsed();
         let entry = probe(roots, &record, pid, check);
         tracing::debug!(id, exit_code = entry.exit_code, "health probe");

@@ -41,6 +41,12 @@ pub enum LifecycleError {
     RemoveRunning(String),
     #[error("Container {0} is not running")]
     NotRunning(String),
+    #[error("Container {0} is paused, unpause the container before exec")]
+    PausedExec(String),
+    #[error("Container {0} is not paused")]
+    NotPaused(String),
+    #[error("Container {0} is already paused")]
+    AlreadyPaused(String),
     #[error("invalid signal {0:?}: use a name like SIGTERM or TERM, or a number")]
     BadSignal(String),
     #[error(transparent)]
@@ -302,6 +308,7 @@ pub fn stop(
     if let Some(pidfd) = open_init_pidfd(&record)? {
         tracing::debug!(%id, signal, timeout, "sending the stop signal to PID 1");
         let _ = procinfo::signal_pidfd(&pidfd, signal);
+        thaw_if_paused(roots, &record);
         let exited = procinfo::wait_pidfd(&pidfd, Some(Duration::from_secs(timeout.into())))
             .map_err(io_err(&id, "wait for PID 1"))?;
         if !exited {
@@ -319,6 +326,58 @@ pub fn stop(
         watch,
         if killed { 137 } else { 128 + signal },
     )
+}
+
+/// `pause`: freeze every process of a running container (the cgroup
+/// freezer: `freezer.state` on v1, `cgroup.freeze` on v2). The processes
+/// stay in memory and get no CPU until `unpause`.
+pub fn pause(roots: &Roots, reference: &str) -> Result<ContainerRecord, LifecycleError> {
+    let record = find(roots, reference)?;
+    match record.state.status {
+        Status::Running => {}
+        Status::Paused => return Err(LifecycleError::AlreadyPaused(record.id)),
+        _ => return Err(LifecycleError::NotRunning(record.id)),
+    }
+    set_paused(roots, &record.id, true)?;
+    Ok(record)
+}
+
+/// `unpause`: thaw a paused container.
+pub fn unpause(roots: &Roots, reference: &str) -> Result<ContainerRecord, LifecycleError> {
+    let record = find(roots, reference)?;
+    if record.state.status != Status::Paused {
+        return Err(LifecycleError::NotPaused(record.id));
+    }
+    set_paused(roots, &record.id, false)?;
+    Ok(record)
+}
+
+/// Freeze or thaw the container's cgroup, then record it (under the
+/// container's lock, so a monitor recording an exit meanwhile wins).
+fn set_paused(roots: &Roots, id: &str, paused: bool) -> Result<(), LifecycleError> {
+    runtime_bridge::set_frozen(&roots.runtime(), id, paused).map_err(LifecycleError::Invalid)?;
+    let (from, to) = if paused {
+        (Status::Running, Status::Paused)
+    } else {
+        (Status::Paused, Status::Running)
+    };
+    ContainerStore::open(roots)?.update(id, |r| {
+        if r.state.status == from {
+            r.state.status = to;
+        }
+    })?;
+    Ok(())
+}
+
+/// A paused container's processes cannot act on a signal until thawed: once
+/// the signal that is to end it has been sent (the stop signal, SIGKILL),
+/// thaw it, as docker does.
+fn thaw_if_paused(roots: &Roots, record: &ContainerRecord) {
+    if record.state.status == Status::Paused {
+        if let Err(err) = set_paused(roots, &record.id, false) {
+            tracing::warn!(id = %record.id, %err, "thawing the paused container");
+        }
+    }
 }
 
 /// `kill`: send `signal` to PID 1 (docker's default is SIGKILL). Does not wait.
@@ -341,6 +400,11 @@ pub fn kill(
             procinfo::signal_pidfd(&pidfd, signal).map_err(io_err(&record.id, "signal PID 1"))?
         }
         None => return Err(LifecycleError::NotRunning(record.id)),
+    }
+    // A signal meant to end the container is delivered at once; any other
+    // waits, pending, until `unpause` (as with docker).
+    if signal == libc::SIGKILL || parse_signal(&record.config.stop_signal).ok() == Some(signal) {
+        thaw_if_paused(roots, &record);
     }
     Ok(record)
 }
@@ -373,6 +437,7 @@ pub fn remove_with_volumes(
         store.update(&id, |r| r.state.stopped_by_user = true)?;
         if let Some(pidfd) = open_init_pidfd(&record)? {
             kill_everything(roots, &id, &pidfd);
+            thaw_if_paused(roots, &record);
             procinfo::wait_pidfd(&pidfd, None).map_err(io_err(&id, "wait for PID 1"))?;
         }
     }

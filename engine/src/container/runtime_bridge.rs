@@ -102,6 +102,17 @@ pub fn kill(runtime_root: &Path, id: &str, signal: i32, all: bool) -> Result<(),
     rt::kill(runtime_root, id, signal, all).map_err(|e| e.to_string())
 }
 
+/// Freeze (`frozen`) or thaw every process of container `id` (its cgroup's
+/// freezer).
+pub fn set_frozen(runtime_root: &Path, id: &str, frozen: bool) -> Result<(), String> {
+    let result = if frozen {
+        rt::pause(runtime_root, id)
+    } else {
+        rt::resume(runtime_root, id)
+    };
+    result.map_err(|e| e.to_string())
+}
+
 /// Remove the runtime's state and the cgroup of container `id` (forcing:
 /// kill what is left). Removing an unknown container is not an error.
 pub fn delete(runtime_root: &Path, id: &str) -> Result<(), String> {
