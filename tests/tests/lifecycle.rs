@@ -952,6 +952,14 @@ fn pause_freezes_every_process_until_unpause_and_stop_still_works() {
         Some(0),
         "already paused"
     );
+    let start = lab.run(&["start", "counter"]);
+    assert_ne!(start.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&start.stderr)
+            .contains("cannot start a paused container, try unpause instead"),
+        "{}",
+        describe(&start)
+    );
     assert_eq!(lab.ok(&["unpause", "counter"]), "counter\n");
     let deadline = Instant::now() + Duration::from_secs(10);
     while count() <= frozen {

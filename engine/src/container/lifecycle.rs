@@ -47,6 +47,8 @@ pub enum LifecycleError {
     NotPaused(String),
     #[error("Container {0} is already paused")]
     AlreadyPaused(String),
+    #[error("cannot start a paused container, try unpause instead")]
+    StartPaused,
     #[error("invalid signal {0:?}: use a name like SIGTERM or TERM, or a number")]
     BadSignal(String),
     #[error(transparent)]
@@ -243,6 +245,9 @@ pub fn start(
     attach: Option<Hello>,
 ) -> Result<Started, LifecycleError> {
     let record = find(roots, reference)?;
+    if record.state.status == Status::Paused {
+        return Err(LifecycleError::StartPaused);
+    }
     if record.state.status.is_active() {
         return Ok(Started::AlreadyRunning);
     }
