@@ -4,8 +4,9 @@
 //! `berth_engine::container::stats`; a CPU percentage is the CPU time used
 //! between two samples a second apart. `--no-stream` prints one table
 //! (after that second); otherwise the table is redrawn every second until
-//! interrupted.
+//! interrupted, with the containers running at that moment.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -39,16 +40,18 @@ pub struct StatsArgs {
 }
 
 pub fn run(args: StatsArgs, ctx: &Context) -> anyhow::Result<u8> {
-    let records = chosen(&args, ctx)?;
-    let mut before: Vec<Option<Sample>> = records.iter().map(stats::sample).collect();
+    // The previous sample of each container, by id; the list of containers
+    // is read again at every tick, so a container started (or restarted)
+    // meanwhile shows up with its new process.
+    let mut before: HashMap<String, Sample> = samples(&chosen(&args, ctx)?);
     let tty = std::io::stdout().is_terminal();
     loop {
         std::thread::sleep(INTERVAL);
-        let now: Vec<Option<Sample>> = records.iter().map(stats::sample).collect();
+        let records = chosen(&args, ctx)?;
+        let now = samples(&records);
         let rows: Vec<Value> = records
             .iter()
-            .zip(before.iter().zip(&now))
-            .map(|(record, (b, n))| row(record, b.as_ref(), n.as_ref(), args.no_trunc))
+            .map(|r| row(r, before.get(&r.id), now.get(&r.id), args.no_trunc))
             .collect();
         let mut out = std::io::stdout().lock();
         if tty && !args.no_stream {
@@ -61,6 +64,13 @@ pub fn run(args: StatsArgs, ctx: &Context) -> anyhow::Result<u8> {
         }
         before = now;
     }
+}
+
+fn samples(records: &[ContainerRecord]) -> HashMap<String, Sample> {
+    records
+        .iter()
+        .filter_map(|r| Some((r.id.clone(), stats::sample(r)?)))
+        .collect()
 }
 
 /// The containers named, else the running ones (all with `-a`).
@@ -94,8 +104,9 @@ fn row(
     };
     let pair = |a: u64, b: u64, size: fn(u64) -> String| format!("{} / {}", size(a), size(b));
     let (cpu, mem_usage, mem_perc, net, block, pids) = match (before, now) {
-        (Some(b), Some(n)) => (
-            format!("{:.2}%", n.cpu_percent_since(b)),
+        // A container first seen in this sample has no CPU percentage yet.
+        (b, Some(n)) => (
+            format!("{:.2}%", b.map_or(0.0, |b| n.cpu_percent_since(b))),
             pair(n.memory_used, n.memory_limit, crate::format::binary_size),
             format!("{:.2}%", n.memory_percent()),
             pair(n.net_rx, n.net_tx, crate::format::human_size),
