@@ -93,7 +93,19 @@ impl ComposeLab {
 
 impl Drop for ComposeLab {
     fn drop(&mut self) {
-        let _ = self.run(&["compose", "down", "-v", "-t", "0", "--remove-orphans"]);
+        // The base file alone: a test may end (or fail) with an override
+        // file it broke on purpose, and `down` finds the project's
+        // containers, networks and volumes by their labels anyway.
+        let _ = self.run(&[
+            "compose",
+            "-f",
+            "compose.yaml",
+            "down",
+            "-v",
+            "-t",
+            "0",
+            "--remove-orphans",
+        ]);
         let out = self.run(&["ps", "-aq", "--no-trunc"]);
         for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             let _ = self.run(&["rm", "-f", "-v", id]);

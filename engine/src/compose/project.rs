@@ -479,6 +479,11 @@ mod tests {
 
     fn project_in(dir: &Path, text: &str) -> Result<Project, ComposeError> {
         std::fs::write(dir.join("compose.yaml"), text).unwrap();
+        load_in(dir)
+    }
+
+    /// The project of the files already in `dir`, found as without -f.
+    fn load_in(dir: &Path) -> Result<Project, ComposeError> {
         load(&LoadOptions {
             working_dir: dir.to_path_buf(),
             ..Default::default()
@@ -561,12 +566,7 @@ mod tests {
             "{err}"
         );
         let missing = tempfile::tempdir().unwrap();
-        let err = load(&LoadOptions {
-            working_dir: missing.path().to_path_buf(),
-            ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
+        let err = load_in(missing.path()).unwrap_err().to_string();
         assert!(err.contains("no configuration file provided"), "{err}");
     }
 
@@ -606,11 +606,7 @@ mod tests {
             "services:\n  web:\n    ports: !reset []\n    environment: !override {ONLY: 1}\n",
         )
         .unwrap();
-        let p = load(&LoadOptions {
-            working_dir: tmp.path().to_path_buf(),
-            ..Default::default()
-        })
-        .unwrap();
+        let p = load_in(tmp.path()).unwrap();
         let web = p.service("web").unwrap();
         assert!(web.ports.is_empty(), "{:?}", web.ports);
         assert_eq!(

@@ -130,7 +130,8 @@ impl Walk<'_> {
         found: &mut Vec<Change>,
     ) -> io::Result<()> {
         let shown = path.to_string_lossy().into_owned();
-        let in_image = !hidden && self.in_image(path).is_some();
+        // Looked up once: the lookup is an lstat per layer.
+        let image = if hidden { None } else { self.in_image(path) };
         if is_whiteout(meta) {
             found.push(Change {
                 kind: ChangeKind::Deleted,
@@ -142,7 +143,7 @@ impl Walk<'_> {
             return Ok(());
         }
         if !meta.is_dir() {
-            let kind = if in_image {
+            let kind = if image.is_some() {
                 ChangeKind::Changed
             } else {
                 ChangeKind::Added
@@ -153,9 +154,9 @@ impl Walk<'_> {
         let opaque = is_opaque(&self.in_upper(path));
         let before = found.len();
         self.dir(path, hidden || opaque, found)?;
-        let kind = if !in_image {
+        let kind = if image.is_none() {
             Some(ChangeKind::Added)
-        } else if opaque || found.len() > before || self.metadata_changed(path, meta) {
+        } else if opaque || found.len() > before || metadata_changed(image.as_ref(), meta) {
             Some(ChangeKind::Changed)
         } else {
             None // copied up only to hold a mount point
@@ -192,14 +193,6 @@ impl Walk<'_> {
         None
     }
 
-    /// A directory present in the image and in the upper layer: changed if
-    /// its owner or mode differ.
-    fn metadata_changed(&self, path: &Path, meta: &Metadata) -> bool {
-        self.in_image(path).is_some_and(|image| {
-            (image.mode(), image.uid(), image.gid()) != (meta.mode(), meta.uid(), meta.gid())
-        })
-    }
-
     /// An empty file or directory at one of the container's mount points:
     /// made by the runtime, not by the container.
     fn is_mount_point(&self, shown: &str, meta: &Metadata) -> io::Result<bool> {
@@ -214,6 +207,14 @@ impl Walk<'_> {
             meta.is_file() && meta.len() == 0
         })
     }
+}
+
+/// A directory present in the image and in the upper layer: changed if its
+/// owner or mode differ.
+fn metadata_changed(image: Option<&Metadata>, upper: &Metadata) -> bool {
+    image.is_some_and(|image| {
+        (image.mode(), image.uid(), image.gid()) != (upper.mode(), upper.uid(), upper.gid())
+    })
 }
 
 /// overlayfs' whiteout: a character device 0/0.
